@@ -1,0 +1,1 @@
+"""zwmd.api (being built)."""

@@ -1,0 +1,33 @@
+"""The ``zwmd`` command line: one sub-command per verb, parsing only.
+
+Each sub-command hands over to the module that owns the work (uvicorn's split of
+config, server and cli): ``serve`` to :mod:`zwmd.daemon`, ``localkube`` to
+:mod:`zwmd.localkube`, the client verbs to :mod:`zwmd.client`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from zwmd import __version__
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="zwmd", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"zwmd {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    serve = commands.add_parser("serve", help="run the daemon")
+    serve.add_argument(
+        "--local", action="store_true", help="embed localkube and run pods as host processes"
+    )
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command == "serve":
+        print("zwmd serve: not yet", file=sys.stderr)
+        return 1
+    return 0

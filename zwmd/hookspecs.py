@@ -1,0 +1,1 @@
+"""zwmd.hookspecs (being built)."""

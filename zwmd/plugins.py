@@ -1,0 +1,1 @@
+"""zwmd.plugins (being built)."""

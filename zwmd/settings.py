@@ -1,0 +1,1 @@
+"""zwmd.settings (being built)."""
