@@ -1,0 +1,1 @@
+"""zwmd.client (being built)."""

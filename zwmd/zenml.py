@@ -1,0 +1,1 @@
+"""zwmd.zenml (being built)."""
