@@ -1,0 +1,276 @@
+"""A thin client for the few Kubernetes calls zwmd makes, speaking plain dicts.
+
+Design notes:
+
+- Connection, TLS and authentication come from kubernetes-asyncio unchanged
+  (``KUBECONFIG`` or the in-cluster service account), but every call goes through
+  ``ApiClient.call_api(..., _preload_content=False)`` and the body is parsed with
+  orjson. kubernetes-asyncio's typed methods build model objects for every response,
+  which costs ~440 µs an event on the watch path (see FACTS.md) and validates on the
+  client; zwmd reads Kubernetes objects as the JSON they are.
+- Errors become :class:`KubeError` carrying the status code, the ``Status`` reason and
+  ``Retry-After`` when the server sent one, so callers can tell 404 from 409 from 429
+  without parsing strings.
+- Only namespaced resources of one namespace are reached: zwmd works in one namespace.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+import orjson
+from kubernetes_asyncio import client as k8s
+from kubernetes_asyncio import config as k8s_config
+
+Obj = dict[str, Any]
+
+# plural resource name -> URL prefix of its API group
+_GROUPS: Mapping[str, str] = {
+    "jobs": "/apis/batch/v1",
+    "pods": "/api/v1",
+    "secrets": "/api/v1",
+    "configmaps": "/api/v1",
+    "events": "/api/v1",
+    "serviceaccounts": "/api/v1",
+    "leases": "/apis/coordination.k8s.io/v1",
+}
+
+MERGE_PATCH = "application/merge-patch+json"
+JSON_PATCH = "application/json-patch+json"
+
+
+class KubeError(Exception):
+    """A Kubernetes API call that did not succeed."""
+
+    def __init__(self, code: int, reason: str, message: str, retry_after: float | None = None):
+        super().__init__(f"{code} {reason}: {message}")
+        self.code = code
+        self.reason = reason
+        self.message = message
+        self.retry_after = retry_after
+
+    @property
+    def retryable(self) -> bool:
+        """Whether waiting and asking again may help (throttling, server trouble)."""
+        return self.code in (0, 429) or self.code >= 500
+
+
+async def load_api_client(kubeconfig: str | None = None) -> k8s.ApiClient:
+    """An ApiClient from ``kubeconfig``, ``$KUBECONFIG``, or the in-cluster account."""
+    configuration = k8s.Configuration()
+    path = kubeconfig or os.environ.get("KUBECONFIG")
+    if path:
+        await k8s_config.load_kube_config(config_file=path, client_configuration=configuration)
+    else:
+        k8s_config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
+    return k8s.ApiClient(configuration)
+
+
+def _retry_after(headers: Mapping[str, str]) -> float | None:
+    value = headers.get("Retry-After")
+    if value is None:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        return None
+
+
+async def _raise_for_status(response: aiohttp.ClientResponse) -> None:
+    if 200 <= response.status < 300:
+        return
+    body = await response.read()
+    reason, message = response.reason or "", body.decode("utf-8", "replace")
+    try:
+        status = orjson.loads(body)
+        reason = status.get("reason", reason)
+        message = status.get("message", message)
+    except orjson.JSONDecodeError:
+        pass
+    raise KubeError(response.status, reason, message, _retry_after(response.headers))
+
+
+@dataclass(frozen=True, slots=True)
+class WatchStream:
+    """An open watch: raw event lines, closed by leaving the ``async with``."""
+
+    response: aiohttp.ClientResponse
+
+    async def lines(self) -> AsyncIterator[bytes]:
+        """Complete lines, however long (aiohttp's ``readline`` caps a line's length)."""
+        pending = bytearray()
+        async for chunk in self.response.content.iter_any():
+            if b"\n" not in chunk:
+                pending += chunk
+                continue
+            *complete, tail = chunk.split(b"\n")
+            if pending:
+                complete[0] = bytes(pending) + complete[0]
+                pending.clear()
+            for line in complete:
+                if line:
+                    yield line
+            pending += tail
+        if pending:
+            yield bytes(pending)
+
+    async def __aenter__(self) -> WatchStream:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.response.release()
+        self.response.close()
+
+
+class KubeClient:
+    """The Kubernetes calls of one namespace, as dicts in and dicts out."""
+
+    def __init__(self, api: k8s.ApiClient, namespace: str, *, request_timeout: float = 30.0):
+        self.api = api
+        self.namespace = namespace
+        self.request_timeout = request_timeout
+
+    def path(self, resource: str, name: str | None = None, sub: str | None = None) -> str:
+        base = f"{_GROUPS[resource]}/namespaces/{self.namespace}/{resource}"
+        if name is not None:
+            base += f"/{name}"
+        if sub is not None:
+            base += f"/{sub}"
+        return base
+
+    async def _call(
+        self,
+        method: str,
+        path: str,
+        *,
+        query: Mapping[str, Any] | None = None,
+        body: Any = None,
+        content_type: str = "application/json",
+        read_timeout: Any = None,
+    ) -> aiohttp.ClientResponse:
+        headers = {"Accept": "application/json", "Content-Type": content_type}
+        try:
+            response: aiohttp.ClientResponse = await self.api.call_api(
+                path,
+                method,
+                query_params=[(k, _query_value(v)) for k, v in (query or {}).items()],
+                header_params=headers,
+                body=body,
+                auth_settings=["BearerToken"],
+                _preload_content=False,
+                _request_timeout=read_timeout if read_timeout is not None else self.request_timeout,
+            )
+        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            raise KubeError(0, "Unreachable", f"{method} {path}: {exc!r}") from exc
+        await _raise_for_status(response)
+        return response
+
+    async def _json(self, method: str, path: str, **kwargs: Any) -> Obj:
+        response = await self._call(method, path, **kwargs)
+        try:
+            data: Obj = orjson.loads(await response.read())
+        finally:
+            response.release()
+        return data
+
+    async def get(self, resource: str, name: str) -> Obj:
+        return await self._json("GET", self.path(resource, name))
+
+    async def list(
+        self, resource: str, *, label_selector: str | None = None, page_size: int = 500
+    ) -> tuple[list[Obj], str]:
+        """All objects (following ``continue``) and the list's resourceVersion."""
+        items: list[Obj] = []
+        query: dict[str, Any] = {"limit": page_size}
+        if label_selector:
+            query["labelSelector"] = label_selector
+        while True:
+            page = await self._json("GET", self.path(resource), query=query)
+            items.extend(page.get("items") or [])
+            meta = page.get("metadata") or {}
+            token = meta.get("continue")
+            if not token:
+                return items, str(meta.get("resourceVersion", ""))
+            query["continue"] = token
+
+    async def create(self, resource: str, obj: Obj) -> Obj:
+        return await self._json("POST", self.path(resource), body=obj)
+
+    async def patch(
+        self, resource: str, name: str, patch: Any, *, content_type: str = MERGE_PATCH
+    ) -> Obj:
+        return await self._json(
+            "PATCH", self.path(resource, name), body=patch, content_type=content_type
+        )
+
+    async def delete(self, resource: str, name: str, *, propagation: str = "Background") -> None:
+        """Delete ``name``; an object that is already gone is not an error."""
+        try:
+            response = await self._call(
+                "DELETE", self.path(resource, name), query={"propagationPolicy": propagation}
+            )
+        except KubeError as exc:
+            if exc.code == 404:
+                return
+            raise
+        response.release()
+
+    async def watch(
+        self,
+        resource: str,
+        *,
+        resource_version: str,
+        label_selector: str | None = None,
+        timeout_seconds: int = 300,
+    ) -> WatchStream:
+        """Open a watch from ``resource_version``; read it with :meth:`WatchStream.lines`."""
+        query: dict[str, Any] = {
+            "watch": True,
+            "allowWatchBookmarks": True,
+            "resourceVersion": resource_version,
+            "timeoutSeconds": timeout_seconds,
+        }
+        if label_selector:
+            query["labelSelector"] = label_selector
+        response = await self._call(
+            "GET",
+            self.path(resource),
+            query=query,
+            read_timeout=aiohttp.ClientTimeout(total=None, sock_connect=self.request_timeout),
+        )
+        return WatchStream(response)
+
+    async def pod_log(
+        self,
+        pod: str,
+        *,
+        container: str | None = None,
+        follow: bool = False,
+        since_time: str | None = None,
+        tail_lines: int | None = None,
+    ) -> WatchStream:
+        """A pod's log with timestamps, as a stream of raw lines."""
+        query: dict[str, Any] = {"timestamps": True, "follow": follow}
+        if container:
+            query["container"] = container
+        if since_time:
+            query["sinceTime"] = since_time
+        if tail_lines is not None:
+            query["tailLines"] = tail_lines
+        response = await self._call(
+            "GET",
+            self.path("pods", pod, "log"),
+            query=query,
+            read_timeout=aiohttp.ClientTimeout(total=None, sock_connect=self.request_timeout),
+        )
+        return WatchStream(response)
+
+
+def _query_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
