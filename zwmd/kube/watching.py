@@ -1,0 +1,187 @@
+"""One long-running list+watch of one resource kind, feeding raw dicts to a handler.
+
+Design notes (the watch loop is split from processing, as in kopf):
+
+- A watcher lists once, hands the whole list to ``handler.on_listed`` (the reconcile
+  point: whatever is not in the list is gone), then watches from the list's
+  resourceVersion and hands each event to ``handler.on_event`` as a plain dict.
+- It tracks the resourceVersion of every event and of every BOOKMARK, so a closed
+  stream (the server's ``timeoutSeconds``, a dropped connection) resumes where it
+  stopped, without a re-list and without replaying what it already saw.
+- ``410 Expired`` (as an ERROR event or an HTTP status) means the history is gone:
+  re-list. Nothing else forces a re-list.
+- No event and no bookmark for ``inactivity_timeout`` seconds means the stream is stuck
+  (a half-open TCP connection never says so): drop it and resume.
+- 429 and 5xx back off exponentially with jitter, honouring ``Retry-After``; a
+  connection error backs off the same way. The backoff resets after a good list or
+  stream.
+- ``seconds_since_progress`` tells a health probe whether the loop is alive: it grows
+  only while nothing arrives *and* no reconnect attempt is being made.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import anyio
+import orjson
+from anyio.abc import TaskStatus
+
+from zwmd.kube.client import KubeClient, KubeError, Obj
+
+
+class WatchHandler(Protocol):
+    """Where a watcher delivers what it sees; called in order, one call at a time."""
+
+    async def on_listed(self, resource: str, items: list[Obj]) -> None: ...
+
+    async def on_event(self, resource: str, event_type: str, obj: Obj) -> None: ...
+
+
+class WatchObserver(Protocol):
+    """Counters a watcher reports to (metrics); every method must be cheap."""
+
+    def watch_event(self, resource: str, event_type: str) -> None: ...
+
+    def watch_restart(self, resource: str, cause: str) -> None: ...
+
+    def watch_relist(self, resource: str) -> None: ...
+
+
+class _SilentObserver:
+    def watch_event(self, resource: str, event_type: str) -> None:
+        pass
+
+    def watch_restart(self, resource: str, cause: str) -> None:
+        pass
+
+    def watch_relist(self, resource: str) -> None:
+        pass
+
+
+@dataclass
+class WatchTiming:
+    """How long to wait for what; the defaults suit a real apiserver."""
+
+    server_timeout: int = 300  # asked of the server per stream (it closes, we resume)
+    inactivity_timeout: float = 150.0  # no event or bookmark this long: reconnect
+    backoff_initial: float = 0.5
+    backoff_max: float = 30.0
+
+
+class _Expired(Exception):
+    """The resourceVersion we hold is older than the server's history."""
+
+
+@dataclass
+class Watcher:
+    """List+watch of ``resource`` (label-selected) in the client's namespace."""
+
+    kube: KubeClient
+    resource: str
+    label_selector: str
+    handler: WatchHandler
+    timing: WatchTiming = field(default_factory=WatchTiming)
+    observer: WatchObserver = field(default_factory=_SilentObserver)
+    sleep: Callable[[float], Awaitable[None]] = anyio.sleep
+
+    resource_version: str = ""
+    listed: bool = False  # at least one list has succeeded
+    reachable: bool = False  # the last request to the apiserver succeeded
+    last_progress: float = field(default_factory=time.monotonic)
+    _backoff: float = 0.0
+
+    def seconds_since_progress(self) -> float:
+        return time.monotonic() - self.last_progress
+
+    def _progress(self) -> None:
+        self.last_progress = time.monotonic()
+
+    async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        """Run forever; signals ``task_status`` once the first list was delivered."""
+        started = False
+        must_list = True
+        while True:
+            try:
+                if must_list:
+                    await self._list()
+                    must_list = False
+                    if not started:
+                        task_status.started()
+                        started = True
+                await self._stream()
+            except _Expired:
+                self.observer.watch_restart(self.resource, "410")
+                must_list = True
+            except TimeoutError:
+                self.observer.watch_restart(self.resource, "timeout")
+            except KubeError as exc:
+                if exc.code == 410:
+                    self.observer.watch_restart(self.resource, "410")
+                    must_list = True
+                    continue
+                self.reachable = exc.code != 0 and exc.code < 500
+                self.observer.watch_restart(self.resource, "error")
+                await self._back_off(exc.retry_after)
+
+    async def _back_off(self, retry_after: float | None) -> None:
+        self._backoff = min(
+            self.timing.backoff_max, max(self.timing.backoff_initial, self._backoff * 2)
+        )
+        delay = self._backoff * random.uniform(0.5, 1.0)
+        if retry_after is not None:
+            delay = max(delay, retry_after)
+        self._progress()
+        await self.sleep(delay)
+        self._progress()
+
+    async def _list(self) -> None:
+        items, version = await self.kube.list(self.resource, label_selector=self.label_selector)
+        self.reachable = True
+        self._backoff = 0.0
+        self._progress()
+        self.observer.watch_relist(self.resource)
+        self.resource_version = version
+        await self.handler.on_listed(self.resource, items)
+        self.listed = True
+
+    async def _stream(self) -> None:
+        stream = await self.kube.watch(
+            self.resource,
+            resource_version=self.resource_version,
+            label_selector=self.label_selector,
+            timeout_seconds=self.timing.server_timeout,
+        )
+        self.reachable = True
+        self._backoff = 0.0
+        self._progress()
+        async with stream:
+            lines = stream.lines().__aiter__()
+            while True:
+                with anyio.fail_after(self.timing.inactivity_timeout):
+                    try:
+                        line = await lines.__anext__()
+                    except StopAsyncIteration:
+                        return  # the server ended the stream: resume from where we are
+                self._progress()
+                await self._dispatch(orjson.loads(line))
+
+    async def _dispatch(self, event: dict[str, Any]) -> None:
+        event_type: str = event.get("type", "")
+        obj: Obj = event.get("object") or {}
+        if event_type == "ERROR":
+            if obj.get("code") == 410:
+                raise _Expired()
+            raise KubeError(
+                int(obj.get("code") or 500), obj.get("reason", ""), obj.get("message", "")
+            )
+        version = (obj.get("metadata") or {}).get("resourceVersion")
+        if version:
+            self.resource_version = version
+        self.observer.watch_event(self.resource, event_type)
+        if event_type != "BOOKMARK":
+            await self.handler.on_event(self.resource, event_type, obj)
