@@ -1,0 +1,192 @@
+"""What the apiserver does to an object before storing it: kinds, defaults, validation.
+
+Design notes:
+
+* :data:`RESOURCES` is the one table of served resources (plural → kind, apiVersion,
+  scope, whether ``.status`` is a subresource, whether ``metadata.generation`` is kept).
+* :func:`default` fills in what a real server's defaulting sets and controllers rely on:
+  a Job's ``backoffLimit``/``completions``/``parallelism``, its ``controller-uid``
+  selector and template labels; a Pod's ``restartPolicy``, ``serviceAccountName`` and
+  ``Pending`` phase; a Namespace's ``Active`` phase and ``kubernetes.io/metadata.name``.
+* :func:`validate` rejects, with 422 Invalid and per-field causes, what a real server
+  would: names that are not DNS-1123, a Job without a template or containers, a Job
+  template whose ``restartPolicy`` is ``Always``, a Pod without containers.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from zwmd.localkube.errors import invalid
+
+JsonDict = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class ResourceType:
+    kind: str
+    api_version: str
+    namespaced: bool = True
+    status_subresource: bool = False
+    generation: bool = False
+
+    @property
+    def group(self) -> str:
+        return self.api_version.rpartition("/")[0]
+
+
+RESOURCES: dict[str, ResourceType] = {
+    "jobs": ResourceType("Job", "batch/v1", status_subresource=True, generation=True),
+    "pods": ResourceType("Pod", "v1", status_subresource=True, generation=True),
+    "secrets": ResourceType("Secret", "v1"),
+    "configmaps": ResourceType("ConfigMap", "v1"),
+    "serviceaccounts": ResourceType("ServiceAccount", "v1"),
+    "events": ResourceType("Event", "v1"),
+    "namespaces": ResourceType("Namespace", "v1", namespaced=False, status_subresource=True),
+    "leases": ResourceType("Lease", "coordination.k8s.io/v1"),
+}
+
+_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+_LABEL_NAME_RULE = (
+    "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', "
+    "and must start and end with an alphanumeric character"
+)
+_SUBDOMAIN_RULE = (
+    "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, "
+    "'-' or '.', and must start and end with an alphanumeric character"
+)
+
+
+def _name_causes(resource: str, name: str) -> list[tuple[str, str, str]]:
+    if resource in ("namespaces", "jobs"):
+        if len(name) > 63 or not _LABEL.match(name):
+            return [
+                (
+                    "metadata.name",
+                    "FieldValueInvalid",
+                    f'Invalid value: "{name}": {_LABEL_NAME_RULE}',
+                )
+            ]
+    elif len(name) > 253 or not _SUBDOMAIN.match(name):
+        return [
+            ("metadata.name", "FieldValueInvalid", f'Invalid value: "{name}": {_SUBDOMAIN_RULE}')
+        ]
+    return []
+
+
+def _pod_spec_causes(spec: Any, prefix: str) -> list[tuple[str, str, str]]:
+    if not isinstance(spec, dict):
+        return [(prefix, "FieldValueRequired", "Required value")]
+    containers = spec.get("containers")
+    if not isinstance(containers, list) or not containers:
+        return [(f"{prefix}.containers", "FieldValueRequired", "Required value")]
+    causes = []
+    for index, container in enumerate(containers):
+        if not isinstance(container, dict) or not container.get("name"):
+            causes.append(
+                (f"{prefix}.containers[{index}].name", "FieldValueRequired", "Required value")
+            )
+        elif not container.get("image"):
+            causes.append(
+                (f"{prefix}.containers[{index}].image", "FieldValueRequired", "Required value")
+            )
+    return causes
+
+
+def validate(resource: str, obj: JsonDict) -> None:
+    """Raise 422 Invalid for an object a real apiserver would reject."""
+    kind = RESOURCES[resource].kind
+    name = obj["metadata"].get("name", "")
+    causes = _name_causes(resource, name)
+    if resource == "jobs":
+        template = (obj.get("spec") or {}).get("template")
+        if not isinstance(template, dict):
+            causes.append(("spec.template", "FieldValueRequired", "Required value"))
+        else:
+            pod_spec = template.get("spec")
+            causes += _pod_spec_causes(pod_spec, "spec.template.spec")
+            policy = (pod_spec or {}).get("restartPolicy")
+            if policy not in ("Never", "OnFailure"):
+                causes.append(
+                    (
+                        "spec.template.spec.restartPolicy",
+                        "FieldValueNotSupported" if policy else "FieldValueRequired",
+                        f'Unsupported value: "{policy}": supported values: "OnFailure", "Never"'
+                        if policy
+                        else "Required value",
+                    )
+                )
+    elif resource == "pods":
+        causes += _pod_spec_causes(obj.get("spec"), "spec")
+    elif resource == "leases":
+        duration = (obj.get("spec") or {}).get("leaseDurationSeconds")
+        if duration is not None and (not isinstance(duration, int) or duration <= 0):
+            causes.append(
+                (
+                    "spec.leaseDurationSeconds",
+                    "FieldValueInvalid",
+                    f"Invalid value: {duration}: must be greater than 0",
+                )
+            )
+    if causes:
+        raise invalid(kind, resource, name, causes)
+
+
+def default(resource: str, obj: JsonDict) -> None:
+    """Fill in, in place, the defaults a real apiserver sets on create."""
+    metadata = obj["metadata"]
+    if resource == "jobs":
+        spec = obj.setdefault("spec", {})
+        spec.setdefault("parallelism", 1)
+        spec.setdefault("completions", 1)
+        spec.setdefault("backoffLimit", 6)
+        spec.setdefault("completionMode", "NonIndexed")
+        spec.setdefault("suspend", False)
+        spec.setdefault("podReplacementPolicy", "TerminatingOrFailed")
+        controller_labels = {
+            "batch.kubernetes.io/controller-uid": metadata["uid"],
+            "batch.kubernetes.io/job-name": metadata["name"],
+            "controller-uid": metadata["uid"],
+            "job-name": metadata["name"],
+        }
+        if "selector" not in spec:
+            spec["selector"] = {
+                "matchLabels": {"batch.kubernetes.io/controller-uid": metadata["uid"]}
+            }
+        template = spec.get("template")
+        if isinstance(template, dict):
+            template_meta = template.setdefault("metadata", {})
+            template_meta["labels"] = {**(template_meta.get("labels") or {}), **controller_labels}
+            _default_pod_spec(template.setdefault("spec", {}))
+        obj.setdefault("status", {})
+    elif resource == "pods":
+        _default_pod_spec(obj.setdefault("spec", {}))
+        status = obj.setdefault("status", {})
+        status.setdefault("phase", "Pending")
+        status.setdefault("qosClass", "BestEffort")
+    elif resource == "namespaces":
+        labels = metadata.setdefault("labels", {})
+        labels["kubernetes.io/metadata.name"] = metadata["name"]
+        obj.setdefault("spec", {"finalizers": ["kubernetes"]})
+        obj["status"] = {"phase": "Active"}
+    elif resource == "secrets":
+        obj.setdefault("type", "Opaque")
+
+
+def _default_pod_spec(spec: JsonDict) -> None:
+    spec.setdefault("restartPolicy", "Always")
+    spec.setdefault("terminationGracePeriodSeconds", 30)
+    spec.setdefault("dnsPolicy", "ClusterFirst")
+    spec.setdefault("schedulerName", "default-scheduler")
+    spec.setdefault("serviceAccountName", spec.get("serviceAccount") or "default")
+    spec.setdefault("serviceAccount", spec["serviceAccountName"])
+    spec.setdefault("securityContext", {})
+    for container in spec.get("containers") or ():
+        if isinstance(container, dict):
+            container.setdefault("terminationMessagePath", "/dev/termination-log")
+            container.setdefault("terminationMessagePolicy", "File")
+            container.setdefault("imagePullPolicy", "IfNotPresent")
+            container.setdefault("resources", {})

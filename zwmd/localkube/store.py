@@ -1,0 +1,538 @@
+"""The object store: every served object, one global resourceVersion, change listeners.
+
+Design notes:
+
+* One event loop, no locks: every method is synchronous and runs to completion, so a
+  change, its history entry, its watch events and its listener calls are atomic.
+* Stored objects are never mutated: each change stores a new dict together with its
+  JSON encoding (``orjson``, done once). Readers get copies decoded from that encoding,
+  so nobody outside can alter the store; the server and watches use the bytes directly.
+* Metadata is the apiserver's: ``uid``, ``resourceVersion`` (one global counter, as a
+  string), ``creationTimestamp``, ``generation`` (bumped on spec changes for Jobs and
+  Pods), ``generateName``, ``deletionTimestamp`` while finalizers remain. A namespaced
+  create needs its namespace to exist; ``default`` exists from the start and every new
+  namespace gets a ``default`` ServiceAccount, as the controller-manager would create.
+* Deletion follows the garbage collector: ``Background`` deletes the object and then
+  dependents (``ownerReferences`` by uid) left without an owner; ``Foreground`` marks the
+  owner with ``deletionTimestamp`` and the ``foregroundDeletion`` finalizer, deletes its
+  dependents and removes the owner once none remain; ``Orphan`` strips the owner
+  reference from dependents. Pods are removed at once (this is the kubelet's confirmation
+  of a graceful deletion, which localkube's kubelets do not need to send).
+"""
+
+from __future__ import annotations
+
+import datetime
+import secrets
+import uuid
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import orjson
+
+from zwmd.localkube import errors
+from zwmd.localkube.admission import RESOURCES, ResourceType, default, validate
+from zwmd.localkube.errors import ApiError, JsonDict, bad_request
+from zwmd.localkube.patching import apply_patch
+from zwmd.localkube.selectors import combined_predicate
+from zwmd.localkube.watching import History, WatchEvent, WatchStream
+
+__all__ = ["ApiError", "Listener", "Page", "Store"]
+
+Listener = Callable[[str, str, JsonDict, JsonDict | None], None]
+_Key = tuple[str, str]
+_Dependents = list[tuple[str, _Key]]
+_GENERATE_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
+FOREGROUND = "foregroundDeletion"
+ORPHAN = "orphan"
+
+
+def _now() -> str:
+    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _copy(obj: JsonDict) -> JsonDict:
+    copied: JsonDict = orjson.loads(orjson.dumps(obj))
+    return copied
+
+
+class Page:
+    """One page of a list: encoded items, the list's resourceVersion, the next token."""
+
+    __slots__ = ("encoded_items", "items_objects", "next_key", "remaining", "resource_version")
+
+    def __init__(
+        self,
+        items_objects: list[JsonDict],
+        encoded_items: list[bytes],
+        resource_version: str,
+        next_key: _Key | None,
+        remaining: int,
+    ) -> None:
+        self.items_objects = items_objects
+        self.encoded_items = encoded_items
+        self.resource_version = resource_version
+        self.next_key = next_key
+        self.remaining = remaining
+
+
+class Store:
+    """In-memory Kubernetes objects, keyed by plural resource name, namespace and name."""
+
+    def __init__(self, *, history_size: int = 10_000) -> None:
+        self._objects: dict[str, dict[_Key, tuple[JsonDict, bytes]]] = {r: {} for r in RESOURCES}
+        self._revision = 0
+        self._listeners: list[Listener] = []
+        self._watchers: dict[str, set[WatchStream]] = {r: set() for r in RESOURCES}
+        self.history = History(history_size)
+        self.create("namespaces", None, {"metadata": {"name": "default"}})
+
+    # --- reading ----------------------------------------------------------------------
+
+    @property
+    def resource_version(self) -> str:
+        return str(self._revision)
+
+    def _type(self, resource: str) -> ResourceType:
+        try:
+            return RESOURCES[resource]
+        except KeyError:
+            raise ApiError(
+                404, "NotFound", f"the server could not find resource {resource!r}"
+            ) from None
+
+    def _key(self, resource: str, namespace: str | None, name: str) -> _Key:
+        return (namespace or "", name) if self._type(resource).namespaced else ("", name)
+
+    def _stored(self, resource: str, namespace: str | None, name: str) -> tuple[JsonDict, bytes]:
+        found = self._objects[resource].get(self._key(resource, namespace, name))
+        if found is None:
+            raise errors.not_found(resource, name)
+        return found
+
+    def get(self, resource: str, namespace: str | None, name: str) -> JsonDict:
+        copied: JsonDict = orjson.loads(self._stored(resource, namespace, name)[1])
+        return copied
+
+    def get_encoded(self, resource: str, namespace: str | None, name: str) -> bytes:
+        return self._stored(resource, namespace, name)[1]
+
+    def list(
+        self,
+        resource: str,
+        namespace: str | None,
+        *,
+        label_selector: str | None = None,
+        field_selector: str | None = None,
+    ) -> tuple[list[JsonDict], str]:
+        page = self.list_page(
+            resource, namespace, label_selector=label_selector, field_selector=field_selector
+        )
+        return [orjson.loads(item) for item in page.encoded_items], page.resource_version
+
+    def list_page(
+        self,
+        resource: str,
+        namespace: str | None,
+        *,
+        label_selector: str | None = None,
+        field_selector: str | None = None,
+        limit: int | None = None,
+        after: _Key | None = None,
+    ) -> Page:
+        """Matching objects in key order, at most ``limit`` of them, after key ``after``."""
+        predicate = combined_predicate(resource, label_selector, field_selector)
+        self._type(resource)
+        objects = self._objects[resource]
+        keys = sorted(objects)
+        if namespace and self._type(resource).namespaced:
+            keys = [key for key in keys if key[0] == namespace]
+        if after is not None:
+            keys = [key for key in keys if key > after]
+        selected: list[_Key] = []
+        remaining = 0
+        for key in keys:
+            if predicate is not None and not predicate(objects[key][0]):
+                continue
+            if limit is not None and len(selected) >= limit:
+                remaining += 1
+            else:
+                selected.append(key)
+        next_key = selected[-1] if remaining and selected else None
+        return Page(
+            [objects[key][0] for key in selected],
+            [objects[key][1] for key in selected],
+            self.resource_version,
+            next_key,
+            remaining,
+        )
+
+    # --- listeners and watches ------------------------------------------------------------
+
+    def add_listener(self, callback: Listener) -> None:
+        """Call ``callback(event_type, resource, obj, old)`` synchronously after each change."""
+        self._listeners.append(callback)
+
+    def remove_listener(self, callback: Listener) -> None:
+        self._listeners.remove(callback)
+
+    def watch(
+        self,
+        resource: str,
+        namespace: str | None = None,
+        *,
+        resource_version: str | None = None,
+        label_selector: str | None = None,
+        field_selector: str | None = None,
+    ) -> WatchStream:
+        """Start a watch: from now (rv "" or "0": current objects first) or after a version.
+
+        Raises 410 Expired when the version is older than the history keeps.
+        """
+        self._type(resource)
+        predicate = combined_predicate(resource, label_selector, field_selector)
+        initial: list[WatchEvent] = []
+        if not resource_version or resource_version == "0":
+            for key, (obj, encoded) in sorted(self._objects[resource].items()):
+                if namespace and key[0] != namespace:
+                    continue
+                if predicate is None or predicate(obj):
+                    version = int(obj["metadata"]["resourceVersion"])
+                    initial.append(WatchEvent("ADDED", resource, key[0], version, obj, encoded))
+        else:
+            try:
+                since = int(resource_version)
+            except ValueError:
+                raise bad_request(f"invalid resource version {resource_version!r}") from None
+            stream = WatchStream(resource, namespace, predicate, [], self._forget_watcher)
+            for event in self.history.since(resource, since):
+                stream.offer(event, None if event.type == "ADDED" else self._previous(event))
+            self._watchers[resource].add(stream)
+            return stream
+        stream = WatchStream(resource, namespace, predicate, initial, self._forget_watcher)
+        self._watchers[resource].add(stream)
+        return stream
+
+    def _previous(self, event: WatchEvent) -> JsonDict | None:
+        # Replayed events are matched against their own object only: good enough for
+        # selector transitions, which depend on labels that rarely change.
+        return event.obj
+
+    def _forget_watcher(self, stream: WatchStream) -> None:
+        self._watchers[stream.resource].discard(stream)
+
+    def close_watches(self) -> int:
+        """End every open watch (fault injection); returns how many were open."""
+        streams = [s for watchers in self._watchers.values() for s in watchers]
+        for stream in streams:
+            stream.close()
+        return len(streams)
+
+    def compact(self) -> None:
+        """Forget the history: resuming any watch from a version before now gives 410."""
+        self.history.compact(self._revision)
+
+    def _emit(
+        self,
+        event_type: str,
+        resource: str,
+        key: _Key,
+        obj: JsonDict,
+        encoded: bytes,
+        old: JsonDict | None,
+    ) -> None:
+        event = WatchEvent(event_type, resource, key[0], self._revision, obj, encoded)
+        self.history.record(event)
+        for stream in tuple(self._watchers[resource]):
+            stream.offer(event, old)
+        for listener in tuple(self._listeners):
+            listener(event_type, resource, orjson.loads(encoded), _copy(old) if old else None)
+
+    # --- writing ----------------------------------------------------------------------
+
+    def _commit(
+        self, event_type: str, resource: str, key: _Key, obj: JsonDict, old: JsonDict | None
+    ) -> JsonDict:
+        self._revision += 1
+        obj["metadata"]["resourceVersion"] = str(self._revision)
+        encoded = orjson.dumps(obj)
+        stored: JsonDict = orjson.loads(encoded)
+        if event_type == "DELETED":
+            self._objects[resource].pop(key, None)
+        else:
+            self._objects[resource][key] = (stored, encoded)
+        self._emit(event_type, resource, key, stored, encoded, old)
+        return obj
+
+    def create(self, resource: str, namespace: str | None, obj: JsonDict) -> JsonDict:
+        kind = self._type(resource)
+        obj = _copy(obj)
+        metadata = obj.setdefault("metadata", {})
+        if not isinstance(metadata, dict):
+            raise bad_request("metadata must be an object")
+        if kind.namespaced:
+            namespace = namespace or metadata.get("namespace") or "default"
+            if metadata.get("namespace", namespace) != namespace:
+                raise bad_request(
+                    "the namespace of the provided object does not match the namespace sent "
+                    "on the request"
+                )
+            metadata["namespace"] = namespace
+            if ("", namespace) not in self._objects["namespaces"]:
+                raise errors.not_found("namespaces", namespace)
+            terminating = self._objects["namespaces"][("", namespace)][0]
+            if terminating["metadata"].get("deletionTimestamp"):
+                raise ApiError(
+                    403,
+                    "Forbidden",
+                    f"{errors.qualified(resource)} is forbidden: unable to create new content in "
+                    f"namespace {namespace} because it is being terminated",
+                )
+        else:
+            metadata.pop("namespace", None)
+        if not metadata.get("name"):
+            prefix = metadata.get("generateName")
+            if not prefix:
+                raise errors.invalid(
+                    kind.kind,
+                    resource,
+                    "",
+                    [("metadata.name", "FieldValueRequired", "name or generateName is required")],
+                )
+            metadata["name"] = prefix + "".join(
+                secrets.choice(_GENERATE_ALPHABET) for _ in range(5)
+            )
+        name = metadata["name"]
+        key = self._key(resource, namespace, name)
+        if key in self._objects[resource]:
+            raise errors.already_exists(resource, name)
+        obj["kind"], obj["apiVersion"] = kind.kind, kind.api_version
+        metadata["uid"] = str(uuid.uuid4())
+        metadata["creationTimestamp"] = _now()
+        for transient in ("resourceVersion", "deletionTimestamp", "deletionGracePeriodSeconds"):
+            metadata.pop(transient, None)
+        if kind.generation:
+            metadata["generation"] = 1
+        default(resource, obj)
+        validate(resource, obj)
+        created = self._commit("ADDED", resource, key, obj, None)
+        if resource == "namespaces":
+            self.create("serviceaccounts", name, {"metadata": {"name": "default"}})
+        return created
+
+    def _check_version(self, resource: str, name: str, obj: JsonDict, current: JsonDict) -> None:
+        wanted = (obj.get("metadata") or {}).get("resourceVersion")
+        if wanted and wanted != current["metadata"]["resourceVersion"]:
+            raise errors.conflict(resource, name)
+
+    def _update(
+        self, resource: str, namespace: str | None, name: str, obj: JsonDict, *, status_only: bool
+    ) -> JsonDict:
+        kind = self._type(resource)
+        current, _ = self._stored(resource, namespace, name)
+        self._check_version(resource, name, obj, current)
+        key = self._key(resource, namespace, name)
+        if status_only:
+            updated = _copy(current)
+            updated["status"] = _copy(obj.get("status") or {})
+        else:
+            updated = _copy(obj)
+            metadata = updated.setdefault("metadata", {})
+            if metadata.get("name", name) != name:
+                raise bad_request("the name of the object does not match the name on the URL")
+            for kept in (
+                "uid",
+                "creationTimestamp",
+                "namespace",
+                "deletionTimestamp",
+                "deletionGracePeriodSeconds",
+                "generation",
+            ):
+                if kept in current["metadata"]:
+                    metadata[kept] = current["metadata"][kept]
+                else:
+                    metadata.pop(kept, None)
+            metadata["name"] = name
+            updated["kind"], updated["apiVersion"] = kind.kind, kind.api_version
+            if kind.status_subresource and resource != "namespaces":
+                if "status" in current:
+                    updated["status"] = current["status"]
+                else:
+                    updated.pop("status", None)
+            if kind.generation and updated.get("spec") != current.get("spec"):
+                metadata["generation"] = current["metadata"].get("generation", 1) + 1
+            validate(resource, updated)
+        updated["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"]
+        if updated == current:
+            return _copy(current)  # a no-op update does not bump the resourceVersion
+        result = self._commit("MODIFIED", resource, key, updated, current)
+        if updated["metadata"].get("deletionTimestamp") and not updated["metadata"].get(
+            "finalizers"
+        ):
+            self._remove(resource, key)
+        return result
+
+    def replace(self, resource: str, namespace: str | None, name: str, obj: JsonDict) -> JsonDict:
+        """PUT: 409 Conflict when ``metadata.resourceVersion`` is set and stale."""
+        return self._update(resource, namespace, name, obj, status_only=False)
+
+    def patch(
+        self,
+        resource: str,
+        namespace: str | None,
+        name: str,
+        patch: Any,
+        content_type: str,
+        *,
+        status: bool = False,
+    ) -> JsonDict:
+        """PATCH the object (or only its ``.status`` when ``status``)."""
+        current, _ = self._stored(resource, namespace, name)
+        patched = apply_patch(_copy(current), patch, content_type)
+        if (
+            patched.get("metadata", {}).get("resourceVersion")
+            == current["metadata"]["resourceVersion"]
+        ):
+            pass
+        return self._update(resource, namespace, name, patched, status_only=status)
+
+    def update_status(
+        self,
+        resource: str,
+        namespace: str | None,
+        name: str,
+        status: JsonDict,
+        *,
+        resource_version: str | None = None,
+    ) -> JsonDict:
+        """Replace ``.status`` only (controllers, kubelets and the ``/status`` subresource)."""
+        body: JsonDict = {"status": status, "metadata": {}}
+        if resource_version:
+            body["metadata"]["resourceVersion"] = resource_version
+        return self._update(resource, namespace, name, body, status_only=True)
+
+    # --- deleting ---------------------------------------------------------------------
+
+    def delete(
+        self,
+        resource: str,
+        namespace: str | None,
+        name: str,
+        propagation: str = "Background",
+        grace_period_seconds: int | None = None,
+        *,
+        resource_version: str | None = None,
+    ) -> JsonDict:
+        """Delete with a propagation policy; returns the object as last stored.
+
+        The object stays (with ``deletionTimestamp``) while finalizers remain, including
+        ``foregroundDeletion`` while Foreground dependents exist.
+        """
+        if propagation not in ("Background", "Foreground", "Orphan"):
+            raise bad_request(f"Unsupported propagationPolicy {propagation!r}")
+        current, _ = self._stored(resource, namespace, name)
+        if resource_version and resource_version != current["metadata"]["resourceVersion"]:
+            raise errors.conflict(resource, name)
+        key = self._key(resource, namespace, name)
+        uid = current["metadata"]["uid"]
+        if propagation == "Orphan":
+            self._orphan_dependents(uid)
+        if resource == "namespaces":
+            self._delete_namespace_contents(name)
+        finalizers = list(current["metadata"].get("finalizers") or [])
+        if propagation == "Foreground" and FOREGROUND not in finalizers and self._dependents(uid):
+            finalizers.append(FOREGROUND)
+        if not finalizers:
+            return self._remove(resource, key)
+        marked = _copy(current)
+        marked["metadata"]["finalizers"] = finalizers
+        if not marked["metadata"].get("deletionTimestamp"):
+            marked["metadata"]["deletionTimestamp"] = _now()
+            marked["metadata"]["deletionGracePeriodSeconds"] = grace_period_seconds or 0
+        result = self._commit("MODIFIED", resource, key, marked, current)
+        if FOREGROUND in finalizers:
+            for dep_resource, dep_key in self._dependents(uid):
+                if dep_key in self._objects[dep_resource]:
+                    self.delete(dep_resource, dep_key[0], dep_key[1], "Foreground")
+            self._finish_foreground(uid)
+        return result
+
+    def _remove(self, resource: str, key: _Key) -> JsonDict:
+        current, _ = self._objects[resource][key]
+        gone = _copy(current)
+        result = self._commit("DELETED", resource, key, gone, current)
+        self._collect_garbage(current["metadata"]["uid"])
+        for owner in current["metadata"].get("ownerReferences") or ():
+            self._finish_foreground(owner.get("uid"))
+        return result
+
+    def _dependents(self, uid: str) -> _Dependents:
+        found = []
+        for resource, objects in self._objects.items():
+            for key, (obj, _) in objects.items():
+                for owner in obj["metadata"].get("ownerReferences") or ():
+                    if owner.get("uid") == uid:
+                        found.append((resource, key))
+                        break
+        return found
+
+    def _uid_exists(self, uid: str) -> bool:
+        return any(
+            obj["metadata"]["uid"] == uid
+            for objects in self._objects.values()
+            for obj, _ in objects.values()
+        )
+
+    def _collect_garbage(self, uid: str) -> None:
+        """Background GC: delete dependents whose owners are all gone."""
+        for resource, key in self._dependents(uid):
+            if key not in self._objects[resource]:
+                continue
+            obj = self._objects[resource][key][0]
+            owners = obj["metadata"].get("ownerReferences") or ()
+            if not any(self._uid_exists(o.get("uid")) for o in owners if o.get("uid") != uid):
+                self.delete(resource, key[0], key[1], "Background")
+
+    def _orphan_dependents(self, uid: str) -> None:
+        for resource, key in self._dependents(uid):
+            current = self._objects[resource][key][0]
+            orphaned = _copy(current)
+            orphaned["metadata"]["ownerReferences"] = [
+                o for o in current["metadata"]["ownerReferences"] if o.get("uid") != uid
+            ]
+            if not orphaned["metadata"]["ownerReferences"]:
+                del orphaned["metadata"]["ownerReferences"]
+            self._commit("MODIFIED", resource, key, orphaned, current)
+
+    def _finish_foreground(self, uid: Any) -> None:
+        """Remove an owner under Foreground deletion once its last dependent is gone."""
+        for resource, objects in self._objects.items():
+            for key, (obj, _) in list(objects.items()):
+                metadata = obj["metadata"]
+                if metadata["uid"] != uid or FOREGROUND not in (metadata.get("finalizers") or ()):
+                    continue
+                if self._dependents(uid):
+                    return
+                released = _copy(obj)
+                released["metadata"]["finalizers"] = [
+                    f for f in metadata["finalizers"] if f != FOREGROUND
+                ]
+                if not released["metadata"]["finalizers"]:
+                    del released["metadata"]["finalizers"]
+                self._commit("MODIFIED", resource, key, released, obj)
+                if not released["metadata"].get("finalizers"):
+                    self._remove(resource, key)
+                return
+
+    def _delete_namespace_contents(self, namespace: str) -> None:
+        for resource, kind in RESOURCES.items():
+            if not kind.namespaced:
+                continue
+            for key in [k for k in self._objects[resource] if k[0] == namespace]:
+                if key in self._objects[resource]:
+                    self._remove(resource, key)
+
+    def objects(self, resource: str) -> Iterator[JsonDict]:
+        """Copies of every stored object of ``resource`` (for tests and debugging)."""
+        for _, encoded in list(self._objects[resource].values()):
+            yield orjson.loads(encoded)
