@@ -1,0 +1,1 @@
+"""Operations tests: metrics, systemd integration, contrib manifests."""
