@@ -22,11 +22,19 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--local", action="store_true", help="embed localkube and run pods as host processes"
     )
+    commands.add_parser(
+        "localkube", help="run an in-process Kubernetes API server (zwmd localkube --help)"
+    )
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    if arguments[:1] == ["localkube"]:
+        from zwmd.localkube.cli import run_cli  # imported here: aiohttp only when needed
+
+        return run_cli(arguments[1:])
+    args = build_parser().parse_args(arguments)
     if args.command == "serve":
         print("zwmd serve: not yet", file=sys.stderr)
         return 1

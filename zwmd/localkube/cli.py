@@ -1,0 +1,76 @@
+"""``zwmd localkube``: run a localkube as a process, write its kubeconfig, print its URL.
+
+Design notes: parsing only, then :class:`~zwmd.localkube.cluster.LocalKube` does the
+work. The URL and port go to stdout as soon as the server listens (one line each, so a
+parent process can read them); port 0 picks a free port. SIGINT/SIGTERM stop it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+from collections.abc import Sequence
+
+import anyio
+
+from zwmd.localkube.cluster import LocalKube
+
+
+def build_parser(prog: str = "zwmd localkube") -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=prog, description="run an in-process Kubernetes API server on this machine"
+    )
+    add_arguments(parser)
+    return parser
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    parser.add_argument("--port", type=int, default=0, help="port (0 picks a free one)")
+    parser.add_argument("--kubeconfig", help="write a kubeconfig for this server here")
+    parser.add_argument(
+        "--kubelet",
+        choices=["process", "scripted", "none"],
+        default="process",
+        help="run pod commands as host processes, let tests script pod states, or no kubelet",
+    )
+    parser.add_argument(
+        "--bookmark-interval", type=float, default=5.0, help="seconds between watch bookmarks"
+    )
+
+
+async def _serve(args: argparse.Namespace) -> None:
+    kube = LocalKube(
+        args.host,
+        args.port,
+        kubelet=None if args.kubelet == "none" else args.kubelet,
+        bookmark_interval=args.bookmark_interval,
+    )
+    async with anyio.create_task_group() as group:
+        await group.start(kube.serve)
+        print(f"localkube listening on {kube.url}", flush=True)
+        print(f"port: {kube.port}", flush=True)
+        if args.kubeconfig:
+            path = kube.write_kubeconfig(args.kubeconfig)
+            print(f"kubeconfig: {path}", flush=True)
+        with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+            async for _ in signals:
+                group.cancel_scope.cancel()
+                break
+
+
+def run_args(args: argparse.Namespace) -> int:
+    try:
+        anyio.run(_serve, args)
+    except KeyboardInterrupt:
+        pass
+    except OSError as error:
+        print(f"zwmd localkube: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def run_cli(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``zwmd localkube`` and ``python -m zwmd.localkube``."""
+    return run_args(build_parser().parse_args(argv))

@@ -1,0 +1,141 @@
+"""``LocalKube``: the store, the HTTP server, the Job controller and a kubelet, together.
+
+Design notes:
+
+* :meth:`LocalKube.serve` follows anyio's readiness handshake: ``await tg.start(kube.serve)``
+  returns once the port is listening (``kube.url`` is then set); cancelling the task
+  group stops everything. ``async with LocalKube() as kube:`` does the same for tests.
+* The Job controller and the kubelets live in sibling modules and are wired in when
+  present; a localkube without them is still a complete API server (``kubelet=None``
+  gives no pods running, which suits tests that drive pod status themselves).
+* Shutdown closes every watch first, so the HTTP server can stop without waiting on
+  long-lived responses.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Literal
+
+import anyio
+import anyio.abc
+from aiohttp import web
+
+from zwmd.localkube.faults import Faults
+from zwmd.localkube.kubeconfig import write_kubeconfig
+from zwmd.localkube.server import create_app
+from zwmd.localkube.store import Store
+
+KubeletKind = Literal["process", "scripted"]
+_KUBELETS = {
+    "process": ("zwmd.localkube.kubelets.process", "ProcessKubelet"),
+    "scripted": ("zwmd.localkube.kubelets.scripted", "ScriptedKubelet"),
+}
+
+
+def _optional(module: str, name: str) -> Any:
+    """A class from a sibling module, or None while that module does not exist."""
+    try:
+        return getattr(importlib.import_module(module), name)
+    except ModuleNotFoundError as error:
+        if error.name is not None and error.name.startswith("zwmd.localkube"):
+            return None  # that part of localkube is not there (yet)
+        raise
+
+
+class LocalKube:
+    """An in-process Kubernetes API server on 127.0.0.1."""
+
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        kubelet: KubeletKind | None = "process",
+        *,
+        history_size: int = 10_000,
+        bookmark_interval: float = 5.0,
+        job_controller: bool = True,
+    ) -> None:
+        self.host = host
+        self.port = port
+        self.store = Store(history_size=history_size)
+        self.faults = Faults(self.store)
+        pod_logs_class = _optional("zwmd.localkube.podlogs", "PodLogs")
+        self.pod_logs: Any = pod_logs_class(self.store) if pod_logs_class else None
+        self.kubelet: Any = None
+        if kubelet is not None:
+            if kubelet not in _KUBELETS:
+                raise ValueError(f"unknown kubelet {kubelet!r}: choose process or scripted")
+            kubelet_class = _optional(*_KUBELETS[kubelet])
+            if kubelet_class is None:
+                raise RuntimeError(f"the {kubelet} kubelet is not available yet")
+            self.kubelet = kubelet_class(self.store, self.pod_logs)
+        controller_class = _optional("zwmd.localkube.controllers", "JobController")
+        self.job_controller: Any = (
+            controller_class(self.store) if controller_class and job_controller else None
+        )
+        self._bookmark_interval = bookmark_interval
+        self._task_group: anyio.abc.TaskGroup | None = None
+
+    @property
+    def url(self) -> str:
+        if not self.port:
+            raise RuntimeError("LocalKube is not serving yet")
+        return f"http://{self.host}:{self.port}"
+
+    def write_kubeconfig(self, path: str | os.PathLike[str]) -> Path:
+        """Write a kubeconfig for this server (kubectl and kubernetes-asyncio accept it)."""
+        return write_kubeconfig(path, self.url)
+
+    async def serve(
+        self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Serve until cancelled; signals readiness once the port is listening."""
+        app = create_app(
+            self.store,
+            self.faults,
+            pod_logs=self.pod_logs,
+            bookmark_interval=self._bookmark_interval,
+        )
+        runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
+        await runner.setup()
+        try:
+            site = web.TCPSite(runner, self.host, self.port, shutdown_timeout=1.0)
+            await site.start()
+            server = site._server
+            sockets = getattr(server, "sockets", None) or []
+            self.port = sockets[0].getsockname()[1]
+            async with anyio.create_task_group() as group:
+                for component in (self.job_controller, self.kubelet):
+                    if component is not None:
+                        group.start_soon(component.run)
+                task_status.started()
+                await anyio.sleep_forever()
+        finally:
+            self.store.close_watches()
+            with anyio.CancelScope(shield=True):
+                await runner.cleanup()
+
+    async def __aenter__(self) -> LocalKube:
+        self._task_group = anyio.create_task_group()
+        await self._task_group.__aenter__()
+        try:
+            await self._task_group.start(self.serve)
+        except BaseException:
+            self._task_group.cancel_scope.cancel()
+            await self._task_group.__aexit__(None, None, None)
+            raise
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> bool | None:
+        assert self._task_group is not None
+        self._task_group.cancel_scope.cancel()
+        return await self._task_group.__aexit__(exc_type, exc, traceback)

@@ -1,0 +1,181 @@
+"""Fault injection: what a flaky or hostile apiserver does, on demand, for tests and benchmarks.
+
+Design notes:
+
+* One :class:`Faults` object per localkube, used in-process (``kube.faults.fail_next(3)``)
+  or over HTTP through ``/localkube/faults/...`` (see :func:`routes`), so a localkube
+  running in another process can be driven by a test too.
+* Failures are queued rules: the next ``count`` requests matching ``(verb, resource)``
+  (``None`` matches anything) are answered with the status (429 carries ``Retry-After``,
+  as the apiserver's priority-and-fairness does). ``latency`` delays every API request.
+  ``drop_watches`` ends every open watch stream (the client sees the connection close);
+  ``compact_history`` makes every resumed watch from an earlier version get 410.
+* ``deny(verb, resource)`` only affects SelfSubjectAccessReview answers (RBAC is not
+  enforced on requests): it lets ``zwmd doctor`` be tested against missing permissions.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from zwmd.localkube.errors import ApiError, bad_request
+from zwmd.localkube.store import Store
+
+_REASONS = {
+    429: "TooManyRequests",
+    500: "InternalError",
+    503: "ServiceUnavailable",
+    504: "Timeout",
+    403: "Forbidden",
+}
+
+
+@dataclass
+class FailureRule:
+    remaining: int
+    status: int
+    retry_after: int | None
+    verb: str | None
+    resource: str | None
+    message: str
+
+    def matches(self, verb: str, resource: str) -> bool:
+        return (self.verb is None or self.verb == verb) and (
+            self.resource is None or self.resource == resource
+        )
+
+
+class Faults:
+    """Injected failures, latency, dropped watches, compaction and access denials."""
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+        self.latency = 0.0
+        self._rules: list[FailureRule] = []
+        self._denied: set[tuple[str, str]] = set()
+
+    def fail_next(
+        self,
+        count: int = 1,
+        *,
+        status: int = 429,
+        retry_after: int | None = 1,
+        match: tuple[str | None, str | None] | None = None,
+        message: str | None = None,
+    ) -> None:
+        """Answer the next ``count`` requests matching ``match=(verb, resource)`` with ``status``."""
+        verb, resource = match if match is not None else (None, None)
+        self._rules.append(
+            FailureRule(
+                count,
+                status,
+                retry_after if status == 429 else None,
+                verb,
+                resource,
+                message or f"localkube: injected {status}",
+            )
+        )
+
+    def take_failure(self, verb: str, resource: str) -> ApiError | None:
+        """The error to answer this request with, consuming one matching failure."""
+        for rule in self._rules:
+            if rule.remaining > 0 and rule.matches(verb, resource):
+                rule.remaining -= 1
+                if rule.remaining == 0:
+                    self._rules.remove(rule)
+                return ApiError(
+                    rule.status,
+                    _REASONS.get(rule.status, "InternalError"),
+                    rule.message,
+                    retry_after=rule.retry_after,
+                )
+        return None
+
+    @property
+    def pending_failures(self) -> int:
+        return sum(rule.remaining for rule in self._rules)
+
+    def drop_watches(self) -> int:
+        """Close every open watch; returns how many there were."""
+        return self._store.close_watches()
+
+    def compact_history(self) -> None:
+        """Forget the watch history: resuming from any earlier version gives 410 Expired."""
+        self._store.compact()
+
+    def deny(self, verb: str, resource: str) -> None:
+        """Make SelfSubjectAccessReview answer ``allowed: false`` for ``(verb, resource)``."""
+        self._denied.add((verb, resource))
+
+    def is_allowed(self, verb: str, resource: str) -> bool:
+        return not any((v in (verb, "*")) and (r in (resource, "*")) for v, r in self._denied)
+
+    def reset(self) -> None:
+        """Remove every injected fault."""
+        self.latency = 0.0
+        self._rules.clear()
+        self._denied.clear()
+
+
+async def _body(request: web.Request) -> dict[str, Any]:
+    raw = await request.read()
+    if not raw:
+        return {}
+    try:
+        parsed = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        raise bad_request("fault request body must be JSON") from None
+    if not isinstance(parsed, dict):
+        raise bad_request("fault request body must be a JSON object")
+    return parsed
+
+
+def routes(faults: Faults) -> list[web.RouteDef]:
+    """HTTP endpoints under ``/localkube/faults/`` driving ``faults``."""
+
+    def ok(**extra: Any) -> web.Response:
+        return web.json_response({"ok": True, **extra}, dumps=lambda o: orjson.dumps(o).decode())
+
+    async def drop_watches(_: web.Request) -> web.Response:
+        return ok(dropped=faults.drop_watches())
+
+    async def compact(_: web.Request) -> web.Response:
+        faults.compact_history()
+        return ok()
+
+    async def fail_next(request: web.Request) -> web.Response:
+        body = await _body(request)
+        faults.fail_next(
+            int(body.get("count", 1)),
+            status=int(body.get("status", 429)),
+            retry_after=body.get("retry_after", 1),
+            match=(body.get("verb"), body.get("resource")),
+            message=body.get("message"),
+        )
+        return ok()
+
+    async def latency(request: web.Request) -> web.Response:
+        faults.latency = float((await _body(request)).get("seconds", 0.0))
+        return ok()
+
+    async def deny(request: web.Request) -> web.Response:
+        body = await _body(request)
+        faults.deny(str(body.get("verb", "*")), str(body.get("resource", "*")))
+        return ok()
+
+    async def reset(_: web.Request) -> web.Response:
+        faults.reset()
+        return ok()
+
+    return [
+        web.post("/localkube/faults/drop-watches", drop_watches),
+        web.post("/localkube/faults/compact", compact),
+        web.post("/localkube/faults/fail-next", fail_next),
+        web.post("/localkube/faults/latency", latency),
+        web.post("/localkube/faults/deny", deny),
+        web.post("/localkube/faults/reset", reset),
+    ]

@@ -1,0 +1,354 @@
+"""The HTTP face of localkube: an aiohttp application speaking the Kubernetes REST API.
+
+Design notes:
+
+* One catch-all route parses ``/api/v1/...`` and ``/apis/{group}/{version}/...`` into
+  (resource, namespace, name, subresource) and dispatches on the HTTP method; the
+  resource table in :mod:`zwmd.localkube.admission` decides what is served.
+* Reads answer from the store's pre-encoded bytes: a list is assembled with
+  ``bytes.join`` and never re-serialised. Errors are ``ApiError`` rendered as ``Status``.
+* Deletion follows the apiserver: ``propagationPolicy`` from the query or a
+  DeleteOptions body; without one, ``batch/v1`` Jobs orphan their pods (the API's
+  historical default that catches clients which forget to ask for Background); the
+  answer is ``202`` with the object while finalizers hold it, else the deleted Pod or a
+  Success Status.
+* Pagination: ``continue`` is an opaque token encoding the last key served; items are
+  ordered by (namespace, name) as etcd orders its keys.
+* A middleware applies injected faults (latency, 429/500) before any API request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from zwmd.localkube import discovery, faults, streaming
+from zwmd.localkube.admission import RESOURCES
+from zwmd.localkube.errors import ApiError, JsonDict, bad_request
+from zwmd.localkube.faults import Faults
+from zwmd.localkube.store import Store
+from zwmd.localkube.streaming import PodLogSource, query_bool, query_int
+
+STORE: web.AppKey[Store] = web.AppKey("store", Store)
+FAULTS: web.AppKey[Faults] = web.AppKey("faults", Faults)
+POD_LOGS: web.AppKey[Any] = web.AppKey("pod_logs", object)
+BOOKMARK_INTERVAL: web.AppKey[float] = web.AppKey("bookmark_interval", float)
+_JSON = "application/json"
+_SUBJECT_REVIEWS = "selfsubjectaccessreviews"
+
+
+def json_response(
+    body: Any, status: int = 200, headers: dict[str, str] | None = None
+) -> web.Response:
+    return web.Response(body=orjson.dumps(body), status=status, content_type=_JSON, headers=headers)
+
+
+def raw_response(body: bytes, status: int = 200) -> web.Response:
+    return web.Response(body=body, status=status, content_type=_JSON)
+
+
+def error_response(error: ApiError) -> web.Response:
+    headers = {"Retry-After": str(error.retry_after)} if error.retry_after is not None else None
+    return json_response(error.status(), error.code, headers)
+
+
+class Route:
+    """A parsed API path."""
+
+    def __init__(
+        self, resource: str, namespace: str | None, name: str | None, sub: str | None
+    ) -> None:
+        self.resource, self.namespace, self.name, self.subresource = resource, namespace, name, sub
+
+    def verb(self, method: str, query: Any) -> str:
+        if method == "GET":
+            if self.name is None:
+                return "watch" if query_bool(query, "watch") else "list"
+            return "get"
+        return {"POST": "create", "PUT": "update", "PATCH": "patch", "DELETE": "delete"}.get(
+            method, method.lower()
+        )
+
+
+def parse_path(path: str) -> tuple[str, list[str]] | None:
+    """Split an API path into its group version and the rest (None when not an API path)."""
+    parts = [p for p in path.split("/") if p]
+    if len(parts) >= 2 and parts[0] == "api" and parts[1] == "v1":
+        return "v1", parts[2:]
+    if len(parts) >= 3 and parts[0] == "apis":
+        return f"{parts[1]}/{parts[2]}", parts[3:]
+    return None
+
+
+def route_for(group_version: str, rest: list[str]) -> Route | None:
+    def served(resource: str) -> bool:
+        kind = RESOURCES.get(resource)
+        return kind is not None and kind.api_version == group_version
+
+    if (
+        len(rest) >= 3
+        and rest[0] == "namespaces"
+        and served(rest[2])
+        and RESOURCES[rest[2]].namespaced
+    ):
+        if len(rest) > 5:
+            return None
+        return Route(
+            rest[2], rest[1], rest[3] if len(rest) > 3 else None, rest[4] if len(rest) > 4 else None
+        )
+    if 1 <= len(rest) <= 3 and served(rest[0]):
+        if len(rest) > 1 and RESOURCES[rest[0]].namespaced:
+            return None
+        return Route(
+            rest[0], None, rest[1] if len(rest) > 1 else None, rest[2] if len(rest) > 2 else None
+        )
+    return None
+
+
+async def read_json(request: web.Request) -> Any:
+    raw = await request.read()
+    if not raw:
+        return None
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError as error:
+        raise bad_request(f"couldn't get version/kind; json parse error: {error}") from None
+
+
+def _encode_continue(key: tuple[str, str], resource_version: str) -> str:
+    token = orjson.dumps({"k": list(key), "rv": resource_version})
+    return base64.urlsafe_b64encode(token).decode().rstrip("=")
+
+
+def _decode_continue(token: str) -> tuple[str, str]:
+    try:
+        data = orjson.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
+        namespace, name = data["k"]
+        return str(namespace), str(name)
+    except (binascii.Error, orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+        raise bad_request("continue key is not valid: invalid continue token") from None
+
+
+def list_response(store: Store, route: Route, query: Any) -> web.Response:
+    limit = query_int(query, "limit")
+    token = query.get("continue")
+    page = store.list_page(
+        route.resource,
+        route.namespace,
+        label_selector=query.get("labelSelector"),
+        field_selector=query.get("fieldSelector"),
+        limit=limit if limit and limit > 0 else None,
+        after=_decode_continue(token) if token else None,
+    )
+    kind = RESOURCES[route.resource]
+    metadata: JsonDict = {"resourceVersion": page.resource_version}
+    if page.next_key is not None:
+        metadata["continue"] = _encode_continue(page.next_key, page.resource_version)
+        metadata["remainingItemCount"] = page.remaining
+    head = orjson.dumps(
+        {"kind": f"{kind.kind}List", "apiVersion": kind.api_version, "metadata": metadata}
+    )
+    body = head[:-1] + b',"items":[' + b",".join(page.encoded_items) + b"]}"
+    return raw_response(body)
+
+
+def delete_options(query: Any, body: Any, resource: str) -> tuple[str, int | None, str | None]:
+    options = body if isinstance(body, dict) else {}
+    policy = query.get("propagationPolicy") or options.get("propagationPolicy")
+    orphan = query.get("orphanDependents") or options.get("orphanDependents")
+    if policy is None and orphan is not None:
+        policy = "Orphan" if str(orphan).lower() == "true" else "Background"
+    if policy is None:
+        policy = "Orphan" if resource == "jobs" else "Background"
+    grace = query_int(query, "gracePeriodSeconds")
+    if grace is None and isinstance(options.get("gracePeriodSeconds"), int):
+        grace = options["gracePeriodSeconds"]
+    preconditions = options.get("preconditions") or {}
+    return policy, grace, preconditions.get("resourceVersion")
+
+
+async def handle_object(request: web.Request, store: Store, route: Route) -> web.StreamResponse:
+    method, query = request.method, request.query
+    resource, namespace, name = route.resource, route.namespace, route.name
+    assert name is not None
+    kind = RESOURCES[resource]
+    status_only = route.subresource == "status"
+    if route.subresource == "log" and resource == "pods" and method == "GET":
+        assert namespace is not None
+        return await streaming.pod_log(request, store, request.app[POD_LOGS], namespace, name)
+    if route.subresource is not None and not (status_only and kind.status_subresource):
+        raise ApiError(404, "NotFound", "the server could not find the requested resource")
+    if method == "GET":
+        return raw_response(store.get_encoded(resource, namespace, name))
+    if method == "PUT":
+        body = await read_json(request)
+        if not isinstance(body, dict):
+            raise bad_request("the body of a PUT must be an object")
+        if status_only:
+            version = (body.get("metadata") or {}).get("resourceVersion")
+            return json_response(
+                store.update_status(
+                    resource, namespace, name, body.get("status") or {}, resource_version=version
+                )
+            )
+        return json_response(store.replace(resource, namespace, name, body))
+    if method == "PATCH":
+        body = await read_json(request)
+        content_type = request.headers.get("Content-Type", "application/merge-patch+json")
+        return json_response(
+            store.patch(resource, namespace, name, body, content_type, status=status_only)
+        )
+    if method == "DELETE" and not status_only:
+        policy, grace, precondition = delete_options(query, await read_json(request), resource)
+        result = store.delete(
+            resource, namespace, name, policy, grace, resource_version=precondition
+        )
+        metadata = result["metadata"]
+        if metadata.get("deletionTimestamp") and metadata.get("finalizers"):
+            return json_response(result, 202)
+        if resource == "pods":
+            return json_response(result)
+        details = {"name": name, "kind": resource, "uid": metadata["uid"]}
+        if kind.group:
+            details["group"] = kind.group
+        return json_response(
+            {
+                "kind": "Status",
+                "apiVersion": "v1",
+                "metadata": {},
+                "status": "Success",
+                "details": details,
+            }
+        )
+    raise ApiError(
+        405, "MethodNotAllowed", "the server does not allow this method on the requested resource"
+    )
+
+
+async def handle_collection(request: web.Request, store: Store, route: Route) -> web.StreamResponse:
+    if request.method == "GET":
+        if query_bool(request.query, "watch"):
+            return await streaming.watch(
+                request,
+                store,
+                route.resource,
+                route.namespace,
+                bookmark_interval=request.app[BOOKMARK_INTERVAL],
+            )
+        return list_response(store, route, request.query)
+    if request.method == "POST":
+        body = await read_json(request)
+        if not isinstance(body, dict):
+            raise bad_request("the body of a POST must be an object")
+        if request.query.get("dryRun"):
+            raise bad_request("dryRun is not supported by localkube")
+        return json_response(store.create(route.resource, route.namespace, body), 201)
+    raise ApiError(
+        405, "MethodNotAllowed", "the server does not allow this method on the requested resource"
+    )
+
+
+async def access_review(request: web.Request) -> web.Response:
+    body = await read_json(request)
+    if not isinstance(body, dict):
+        raise bad_request("the body of a SelfSubjectAccessReview must be an object")
+    attributes = (body.get("spec") or {}).get("resourceAttributes") or {}
+    allowed = request.app[FAULTS].is_allowed(
+        str(attributes.get("verb", "")), str(attributes.get("resource", ""))
+    )
+    review = {
+        "kind": "SelfSubjectAccessReview",
+        "apiVersion": "authorization.k8s.io/v1",
+        "metadata": {"creationTimestamp": None},
+        "spec": body.get("spec") or {},
+        "status": {"allowed": allowed}
+        if allowed
+        else {"allowed": False, "reason": "denied by localkube fault injection"},
+    }
+    return json_response(review, 201)
+
+
+async def discovery_document(
+    request: web.Request, group_version: str | None, rest: list[str]
+) -> web.Response | None:
+    path = request.path.rstrip("/")
+    if path == "/version":
+        return json_response(discovery.version())
+    if path == "/api":
+        return json_response(discovery.core_versions(request.host))
+    if path == "/apis":
+        return json_response(discovery.group_list())
+    if group_version is not None and not rest:
+        document = discovery.resource_list(group_version)
+        return json_response(document) if document else None
+    parts = [p for p in path.split("/") if p]
+    if len(parts) == 2 and parts[0] == "apis":
+        document = discovery.group(parts[1])
+        return json_response(document) if document else None
+    return None
+
+
+async def dispatch(request: web.Request) -> web.StreamResponse:
+    parsed = parse_path(request.path)
+    group_version, rest = parsed if parsed else (None, [])
+    if request.method == "GET":
+        document = await discovery_document(request, group_version, rest)
+        if document is not None:
+            return document
+    if (
+        group_version == "authorization.k8s.io/v1"
+        and rest == [_SUBJECT_REVIEWS]
+        and request.method == "POST"
+    ):
+        return await access_review(request)
+    route = route_for(group_version, rest) if group_version else None
+    if route is None:
+        raise ApiError(404, "NotFound", "the server could not find the requested resource")
+    store = request.app[STORE]
+    failure = request.app[FAULTS].take_failure(
+        route.verb(request.method, request.query), route.resource
+    )
+    if failure is not None:
+        raise failure
+    if route.name is None:
+        return await handle_collection(request, store, route)
+    return await handle_object(request, store, route)
+
+
+@web.middleware
+async def api_errors(request: web.Request, handler: Any) -> web.StreamResponse:
+    latency = request.app[FAULTS].latency
+    if latency and not request.path.startswith("/localkube/"):
+        await asyncio.sleep(latency)
+    try:
+        response: web.StreamResponse = await handler(request)
+        return response
+    except ApiError as error:
+        return error_response(error)
+    except web.HTTPException:
+        raise
+    except Exception as error:  # a bug in localkube: answer as the apiserver would
+        return error_response(ApiError(500, "InternalError", f"Internal error occurred: {error!r}"))
+
+
+def create_app(
+    store: Store,
+    faults_: Faults,
+    *,
+    pod_logs: PodLogSource | None = None,
+    bookmark_interval: float = 5.0,
+) -> web.Application:
+    """The aiohttp application serving ``store``."""
+    app = web.Application(middlewares=[api_errors], client_max_size=64 * 1024 * 1024)
+    app[STORE] = store
+    app[FAULTS] = faults_
+    app[POD_LOGS] = pod_logs
+    app[BOOKMARK_INTERVAL] = bookmark_interval
+    app.add_routes(faults.routes(faults_))
+    app.router.add_route("*", "/{path:.*}", dispatch)
+    return app
