@@ -94,7 +94,7 @@ class Operations(Protocol):
         """Resolve the id (raising :class:`NotFound`), then return the log stream."""
         ...
 
-    def metrics(self) -> tuple[bytes, str]: ...
+    def metrics_exposition(self) -> tuple[bytes, str]: ...
 
 
 def create_app(ops: Operations, *, token: str | None) -> FastAPI:
@@ -138,7 +138,7 @@ def create_app(ops: Operations, *, token: str | None) -> FastAPI:
 
     @app.get("/metrics", tags=["probes"])
     def metrics() -> Response:
-        body, content_type = ops.metrics()
+        body, content_type = ops.metrics_exposition()
         return Response(content=body, media_type=content_type)
 
     @app.post("/v1/workloads/{workload_id}/run", status_code=202, dependencies=v1)

@@ -1,1 +1,0 @@
-"""zwmd.daemon (being built)."""

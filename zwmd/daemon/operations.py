@@ -1,0 +1,172 @@
+"""What the API asks of the daemon, answered from the reactor, the log store and metrics.
+
+Design notes:
+
+- This is the only place where the API's words (``run``, ``cancel``, ``logs``) meet the
+  engine's (``submit_run``, ``Reactor.cancel``) and the log store's (``append``,
+  ``follow``). It holds no state of its own.
+- Messages posted for a workload (ZenML's ``log()``) go straight to the log store, even
+  for ids zwmd has never seen: ZenML says "Starting pipeline run." before it asks for the
+  run. They are filed under the attempt the next run of that id will have.
+- Reading logs by an id that no workload has and that has no logs is a 404, resolved
+  before the streaming response starts.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from zwmd.api import BuildRequest, Conflict, NotFound, RunRequest
+from zwmd.engine.reactor import Reactor
+from zwmd.engine.states import State
+from zwmd.engine.submitting import RunSpec, SpecConflict, submit_run
+from zwmd.kube.jobs import PodPolicy
+from zwmd.kube.watching import Watcher
+from zwmd.logs.records import LogRecord, level_from_name, to_text, to_zenml
+from zwmd.logs.store import LogKey, LogStore
+from zwmd.metrics import Metrics
+
+log = logging.getLogger(__name__)
+
+ZWMD_SOURCE = "zwmd"
+
+
+@dataclass
+class DaemonOperations:
+    """The :class:`zwmd.api.Operations` of a running daemon."""
+
+    reactor: Reactor
+    policy: PodPolicy
+    logs_store: LogStore
+    metrics: Metrics
+    watchers: tuple[Watcher, ...]
+    stuck_after: float = 300.0
+    loop_lag: Callable[[], float] = lambda: 0.0
+
+    # -- probes -------------------------------------------------------------------------
+
+    @property
+    def ready(self) -> bool:
+        return self.reactor.ready and all(w.listed and w.reachable for w in self.watchers)
+
+    def healthy(self) -> tuple[bool, str]:
+        lag = self.loop_lag()
+        if lag > 5.0:
+            return False, f"the event loop lags by {lag:.1f}s"
+        for watcher in self.watchers:
+            idle = watcher.seconds_since_progress()
+            if idle > self.stuck_after:
+                return False, f"the {watcher.resource} watch made no progress for {idle:.0f}s"
+        return True, "ok"
+
+    def metrics_exposition(self) -> tuple[bytes, str]:
+        return self.metrics.exposition()
+
+    # -- workloads ----------------------------------------------------------------------
+
+    async def run(self, workload_id: str, request: RunRequest) -> tuple[dict[str, Any], bool]:
+        spec = RunSpec(
+            image=request.image,
+            command=tuple(request.command),
+            arguments=tuple(request.arguments),
+            environment=dict(request.environment),
+            timeout_seconds=request.timeout_seconds,
+        )
+        try:
+            workload, created = await submit_run(self.reactor, self.policy, workload_id, spec)
+        except SpecConflict as exc:
+            raise Conflict(str(exc)) from exc
+        if created:
+            self.metrics.transition(None, workload.state)
+        return workload.to_api(), created
+
+    async def build(self, workload_id: str, request: BuildRequest) -> dict[str, Any]:
+        # Mode "no registry": the requested image name is the answer (see the images work).
+        now = datetime.now(UTC)
+        return {
+            "id": workload_id,
+            "state": State.SUCCEEDED.value,
+            "reason": None,
+            "message": "No build needed: no registry is configured.",
+            "image": request.image_name,
+            "job_name": None,
+            "created_at": now.isoformat(),
+            "started_at": None,
+            "finished_at": now.isoformat(),
+            "aliases": [],
+        }
+
+    def _tracked(self, id_or_alias: str) -> Any:
+        tracked = self.reactor.resolve(id_or_alias)
+        if tracked is None:
+            raise NotFound(f"no workload has the id or alias {id_or_alias!r}")
+        return tracked
+
+    def get(self, id_or_alias: str) -> dict[str, Any]:
+        api: dict[str, Any] = self._tracked(id_or_alias).workload.to_api()
+        return api
+
+    def list(self, state: str | None) -> list[dict[str, Any]]:
+        if state is not None and state not in {s.value for s in State}:
+            raise NotFound(f"state: {state!r} is not one of {', '.join(s.value for s in State)}")
+        items = [t.workload for t in self.reactor.tracked.values()]
+        items.sort(key=lambda w: (w.submitted_at, w.id))
+        return [w.to_api() for w in items if state is None or w.state == state]
+
+    async def wait(self, id_or_alias: str, timeout: float) -> dict[str, Any]:
+        workload = await self.reactor.wait(self._tracked(id_or_alias), timeout)
+        return workload.to_api()
+
+    async def cancel(self, id_or_alias: str) -> None:
+        await self.reactor.cancel(self._tracked(id_or_alias))
+
+    # -- logs ---------------------------------------------------------------------------
+
+    def _log_owner(self, id_or_alias: str) -> tuple[str, int | None]:
+        tracked = self.reactor.resolve(id_or_alias)
+        if tracked is None:
+            return id_or_alias, None
+        return tracked.workload.id, tracked.workload.attempt
+
+    async def log(self, id_or_alias: str, message: str, level: str) -> None:
+        workload_id, attempt = self._log_owner(id_or_alias)
+        if attempt is None:
+            attempt = max(await self.logs_store.attempts(workload_id), default=1)
+        elif (tracked := self.reactor.resolve(id_or_alias)) and tracked.workload.is_terminal:
+            attempt += 1  # a message after the end belongs to the next attempt's preamble
+        record = LogRecord.at(
+            datetime.now(UTC), ZWMD_SOURCE, level_from_name(level), message, attempt
+        )
+        await self.logs_store.append(LogKey(workload_id, attempt), [record])
+
+    async def logs(self, id_or_alias: str, *, fmt: str, follow: bool) -> AsyncIterator[bytes]:
+        workload_id, attempt = self._log_owner(id_or_alias)
+        if attempt is None and not await self.logs_store.attempts(workload_id):
+            raise NotFound(f"no workload and no logs for the id or alias {id_or_alias!r}")
+        render = to_zenml if fmt == "zenml" else to_text
+        if follow and attempt is not None and not self._terminal(workload_id):
+            records = self.logs_store.follow(workload_id)
+        else:
+            records = self.logs_store.read(workload_id)
+        return _lines(records, render, batch=1 if follow else 256)
+
+    def _terminal(self, workload_id: str) -> bool:
+        tracked = self.reactor.tracked.get(workload_id)
+        return tracked is None or tracked.workload.is_terminal
+
+
+async def _lines(
+    records: AsyncIterator[LogRecord], render: Callable[[LogRecord], str], *, batch: int
+) -> AsyncIterator[bytes]:
+    pending: list[str] = []
+    async for record in records:
+        pending.append(render(record))
+        if len(pending) >= batch:
+            yield ("\n".join(pending) + "\n").encode()
+            pending.clear()
+    if pending:
+        yield ("\n".join(pending) + "\n").encode()

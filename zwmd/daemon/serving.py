@@ -1,0 +1,244 @@
+"""The daemon's lifecycle: start-up, the main task group, shutdown.
+
+Design notes (uvicorn's config / server / cli split, anyio's structured concurrency):
+
+- :func:`serve` owns one task group with everything that runs: (localkube in local mode,)
+  the reactor, the two watchers (Jobs and Pods: never more, however many workloads), the
+  HTTP API, an optional metrics listener, the systemd watchdog and the signal handler.
+- Start-up order: the API listens first (so ``/readyz`` can say "not yet" instead of the
+  connection being refused), then the reactor and watchers start; ``READY=1`` goes to
+  systemd once both watches have listed.
+- SIGTERM or SIGINT: ``STOPPING=1``, stop accepting requests, cancel the task group.
+  Nothing needs draining to be safe: every workload's truth is in Kubernetes, and the log
+  store is durable per append. The process exits 0.
+- The Unix socket is created by us (not uvicorn, which would make it 0666) with mode 0600
+  before anyone can connect.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import signal
+import socket
+import time
+from collections.abc import Generator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import anyio
+import uvicorn
+from anyio.abc import TaskStatus
+
+from zwmd import systemd
+from zwmd.api import create_app
+from zwmd.daemon.operations import DaemonOperations
+from zwmd.engine.reactor import Reactor, ReactorTiming
+from zwmd.engine.workload import Transition, Workload
+from zwmd.kube import naming
+from zwmd.kube.client import KubeClient, load_api_client
+from zwmd.kube.instrumentation import instrument_api_client
+from zwmd.kube.jobs import PodPolicy
+from zwmd.kube.watching import Watcher, WatchTiming
+from zwmd.logs.store import LogKey, LogStore
+from zwmd.metrics import Metrics
+
+log = logging.getLogger("zwmd")
+
+
+@dataclass
+class DaemonConfig:
+    """Everything :func:`serve` needs, already validated (see :mod:`zwmd.settings`)."""
+
+    namespace: str
+    policy: PodPolicy
+    max_active: int = 2
+    ttl_seconds_after_finished: int | None = 172800
+    api_host: str = "127.0.0.1"
+    api_port: int = 8390
+    api_socket: Path | None = None
+    api_token: str | None = None
+    metrics_port: int | None = None
+    kubeconfig: str | None = None
+    reactor_timing: ReactorTiming = field(default_factory=ReactorTiming)
+    watch_timing: WatchTiming = field(default_factory=WatchTiming)
+
+
+class _Server(uvicorn.Server):
+    """uvicorn without its own signal handling: the daemon handles signals."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        yield
+
+
+class _Listener:
+    """Connects the reactor's news to metrics, and closes logs of finished attempts."""
+
+    def __init__(self, metrics: Metrics, store: LogStore):
+        self.metrics = metrics
+        self.store = store
+
+    def transitioned(self, workload: Workload, transition: Transition) -> None:
+        if not transition.state_changed:
+            return
+        self.metrics.transition(
+            transition.previous.value,
+            transition.state.value,
+            reason=transition.reason.value if transition.reason else None,
+        )
+        log.info(
+            "workload %s: %s -> %s%s",
+            workload.id,
+            transition.previous.value,
+            transition.state.value,
+            f" ({transition.reason.value}: {transition.message})" if transition.reason else "",
+        )
+
+    async def finished(self, workload: Workload) -> None:
+        await self.store.close(LogKey(workload.id, workload.attempt))
+
+
+def _bind_unix_socket(path: Path) -> socket.socket:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with contextlib.suppress(FileNotFoundError):
+        path.unlink()
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    old_umask = os.umask(0o177)
+    try:
+        sock.bind(str(path))
+    finally:
+        os.umask(old_umask)
+    os.chmod(path, 0o600)
+    sock.listen(128)
+    sock.setblocking(False)
+    return sock
+
+
+def _bind_tcp(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.listen(128)
+    sock.setblocking(False)
+    return sock
+
+
+class _LoopLag:
+    """How late the event loop runs a task that asked to sleep for one second."""
+
+    def __init__(self) -> None:
+        self.lag = 0.0
+        self.last = time.monotonic()
+
+    def current(self) -> float:
+        return max(self.lag, time.monotonic() - self.last - 2.0)
+
+    async def run(self) -> None:
+        while True:
+            before = time.monotonic()
+            await anyio.sleep(1.0)
+            self.last = time.monotonic()
+            self.lag = max(0.0, self.last - before - 1.0)
+
+
+async def serve(
+    config: DaemonConfig,
+    store: LogStore,
+    *,
+    metrics: Metrics | None = None,
+    task_status: TaskStatus[DaemonOperations] = anyio.TASK_STATUS_IGNORED,
+) -> None:
+    """Run the daemon until cancelled or signalled; reports its operations when ready."""
+    metrics = metrics or Metrics()
+    api_client = await load_api_client(config.kubeconfig)
+    instrument_api_client(api_client, metrics)
+    kube = KubeClient(api_client, config.namespace)
+    reactor = Reactor(
+        kube,
+        max_active=config.max_active,
+        ttl_seconds_after_finished=config.ttl_seconds_after_finished,
+        timing=config.reactor_timing,
+        listener=_Listener(metrics, store),
+    )
+    watchers = tuple(
+        Watcher(kube, resource, naming.SELECTOR, reactor, config.watch_timing, metrics)
+        for resource in ("jobs", "pods")
+    )
+    lag = _LoopLag()
+    ops = DaemonOperations(reactor, config.policy, store, metrics, watchers, loop_lag=lag.current)
+    app = create_app(ops, token=None if config.api_socket else config.api_token)
+    sockets = [
+        _bind_unix_socket(config.api_socket)
+        if config.api_socket
+        else _bind_tcp(config.api_host, config.api_port)
+    ]
+    server = _Server(uvicorn.Config(app, log_level="warning", lifespan="off", access_log=False))
+    servers = [server]
+    metrics_sockets: list[socket.socket] = []
+    if config.metrics_port is not None:
+        metrics_app = create_app(ops, token=config.api_token)
+        metrics_sockets.append(_bind_tcp(config.api_host, config.metrics_port))
+        servers.append(
+            _Server(
+                uvicorn.Config(metrics_app, log_level="warning", lifespan="off", access_log=False)
+            )
+        )
+    try:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(_handle_signals, tg.cancel_scope, servers)
+            tg.start_soon(lag.run)
+            tg.start_soon(server.serve, sockets)
+            if metrics_sockets:
+                tg.start_soon(servers[1].serve, metrics_sockets)
+            await tg.start(reactor.run)
+            for watcher in watchers:  # each returns once it has listed
+                await tg.start(_run_watcher, watcher)
+            interval = systemd.watchdog_interval()
+            if interval:
+                tg.start_soon(_watchdog, interval, ops)
+            systemd.ready("watching")
+            log.info("zwmd ready: %s", _where(config))
+            task_status.started(ops)
+    finally:
+        with anyio.CancelScope(shield=True):
+            systemd.stopping()
+            await api_client.close()
+            for sock in sockets + metrics_sockets:
+                sock.close()
+            if config.api_socket:
+                with contextlib.suppress(FileNotFoundError):
+                    config.api_socket.unlink()
+
+
+async def _run_watcher(
+    watcher: Watcher, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED
+) -> None:
+    await watcher.run(task_status=task_status)
+
+
+async def _watchdog(interval: float, ops: DaemonOperations) -> None:
+    while True:
+        if ops.healthy()[0]:
+            systemd.watchdog_ping()
+        await anyio.sleep(interval)
+
+
+async def _handle_signals(scope: anyio.CancelScope, servers: list[_Server]) -> None:
+    with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+        async for signum in signals:
+            log.info("zwmd: %s received, stopping", signal.Signals(signum).name)
+            systemd.stopping()
+            for server in servers:
+                server.should_exit = True
+            await anyio.sleep(0.2)  # let uvicorn close its listeners and answer in-flight calls
+            scope.cancel()
+            return
+
+
+def _where(config: DaemonConfig) -> str:
+    if config.api_socket:
+        return f"API on unix:{config.api_socket}, namespace {config.namespace}"
+    return f"API on http://{config.api_host}:{config.api_port}, namespace {config.namespace}"
