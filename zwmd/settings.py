@@ -1,1 +1,0 @@
-"""zwmd.settings (being built)."""
