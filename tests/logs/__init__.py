@@ -1,0 +1,1 @@
+"""Tests of zwmd.logs: framing, the file store, merging and de-duplication."""
