@@ -25,6 +25,10 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_parser(
         "localkube", help="run an in-process Kubernetes API server (zwmd localkube --help)"
     )
+    config = commands.add_parser(
+        "config", help="print the effective configuration (secrets masked) or its problems"
+    )
+    config.add_argument("--local", action="store_true", help="as for serve --local")
     return parser
 
 
@@ -35,7 +39,22 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return run_cli(arguments[1:])
     args = build_parser().parse_args(arguments)
+    if args.command == "config":
+        return _config(local=args.local)
     if args.command == "serve":
         print("zwmd serve: not yet", file=sys.stderr)
         return 1
+    return 0
+
+
+def _config(*, local: bool) -> int:
+    """``zwmd config``: exit 0 with the table, or 2 with one line per problem."""
+    from zwmd import settings
+
+    try:
+        loaded = settings.load_settings(local=local)
+    except settings.SettingsError as err:
+        print(settings.format_problems(err), file=sys.stderr)
+        return 2
+    print(settings.format_configuration(loaded.describe(), loaded.notes))
     return 0

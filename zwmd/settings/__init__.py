@@ -62,6 +62,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 from zwmd.settings import envvalues as ev
 from zwmd.settings import kubeshapes as ks
 from zwmd.settings.envvalues import BucketLocation
+from zwmd.settings.report import format_configuration, format_problems
 from zwmd.settings.resolving import (
     ENVIRON_KEY,
     EXTERNAL_LOG_STORES,
@@ -85,6 +86,7 @@ __all__ = [
     "Problem",
     "Settings",
     "SettingsError",
+    "format_configuration",
     "format_problems",
     "load_settings",
 ]
@@ -94,13 +96,6 @@ DEFAULT_BUILDER_IMAGE = "cgr.dev/chainguard/kaniko:latest"
 _K = "ZENML_KUBERNETES_WORKLOAD_MANAGER_"
 _STORE_NAME = re.compile(r"[a-z][a-z0-9_-]{0,62}")
 _TOKEN_EXAMPLE = "the output of `openssl rand -hex 32`"
-
-
-def format_problems(err: SettingsError) -> str:
-    """The text ``zwmd config`` and ``zwmd serve`` print before exiting with code 2."""
-    count = len(err.problems)
-    header = f"zwmd: invalid configuration ({count} problem{'s' if count != 1 else ''}):"
-    return "\n".join([header, *(f"  {problem}" for problem in err.problems)])
 
 
 # --- field types -------------------------------------------------------------------------
