@@ -1,0 +1,126 @@
+"""From validated settings to a running daemon: what ``zwmd serve`` does.
+
+Design notes:
+
+- Every check that can fail without the cluster runs before the cluster is touched:
+  settings (exit code 2, one line per problem), the chosen implementation's plugin,
+  the log store, the token rule for non-loopback listeners.
+- The mapping from :class:`zwmd.settings.Settings` to :class:`DaemonConfig` is the one
+  place where configuration names meet the engine's; nothing below reads settings.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pluggy
+
+from zwmd import builtin
+from zwmd.daemon.local import local_cluster
+from zwmd.daemon.serving import DaemonConfig, serve
+from zwmd.engine.reactor import ReactorTiming
+from zwmd.kube.jobs import PodPolicy
+from zwmd.kube.watching import WatchTiming
+from zwmd.logs.store import LogStore
+from zwmd.metrics import Metrics
+from zwmd.plugins import PluginError, describe, plugin_manager, require_implementation, resolve
+from zwmd.settings import Settings, SettingsError, format_problems, load_settings
+
+EXIT_CONFIG = 2
+
+log = logging.getLogger("zwmd")
+
+
+def daemon_config(settings: Settings, *, kubeconfig: str | None) -> DaemonConfig:
+    policy = PodPolicy(
+        service_account=settings.service_account,
+        resources=settings.resources_spec() or None,
+        node_selector=settings.node_selector_spec() or None,
+        tolerations=settings.tolerations_spec() or None,
+        backoff_limit=settings.job_backoff_limit,
+        pod_failure_policy=settings.pod_failure_policy_spec(),
+    )
+    return DaemonConfig(
+        namespace=settings.namespace,
+        policy=policy,
+        max_active=settings.max_concurrent_runs,
+        ttl_seconds_after_finished=settings.ttl_seconds_after_finished,
+        api_host=settings.api_host,
+        api_port=settings.api_port,
+        api_socket=settings.api_socket,
+        api_token=settings.api_token_value(),
+        metrics_port=settings.metrics_port,
+        kubeconfig=kubeconfig,
+        reactor_timing=ReactorTiming(
+            image_pull_grace=timedelta(seconds=settings.image_pull_grace_seconds),
+            unschedulable_deadline=timedelta(seconds=settings.unschedulable_deadline_seconds),
+        ),
+        watch_timing=WatchTiming(inactivity_timeout=settings.watch_inactivity_timeout_seconds),
+    )
+
+
+def plugins_for(settings: Settings) -> pluggy.PluginManager:
+    manager = plugin_manager()
+    manager.register(builtin, name="kubernetes")
+    require_implementation(manager, settings.implementation)
+    return manager
+
+
+async def open_log_store(settings: Settings, manager: pluggy.PluginManager) -> LogStore:
+    store = await resolve(manager.hook.zwmd_log_store(settings=settings, name=settings.log_store))
+    if store is None:
+        raise PluginError(
+            f"ZWMD_LOG_STORE: no installed plugin provides the log store {settings.log_store!r}"
+        )
+    return store  # type: ignore[no-any-return]
+
+
+def _first_kubeconfig(settings: Settings) -> str | None:
+    paths: tuple[Path, ...] = settings.kubeconfig
+    return str(paths[0]) if paths else None
+
+
+async def run(settings: Settings, manager: pluggy.PluginManager, local: bool) -> None:
+    metrics = Metrics()
+    for info in describe(manager):
+        metrics.plugin_loaded(info.name, info.version)
+    store = await open_log_store(settings, manager)
+    if local:
+        async with local_cluster(
+            settings.state_dir, settings.namespace, settings.service_account
+        ) as kubeconfig:
+            await serve(daemon_config(settings, kubeconfig=str(kubeconfig)), store, metrics=metrics)
+    else:
+        await serve(
+            daemon_config(settings, kubeconfig=_first_kubeconfig(settings)), store, metrics=metrics
+        )
+
+
+def main(*, local: bool, environ: Any = None) -> int:
+    """``zwmd serve``: the exit code (0 after a clean stop, 2 for configuration errors)."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    try:
+        settings = load_settings(environ, local=local)
+    except SettingsError as exc:
+        print(format_problems(exc), file=sys.stderr)
+        return EXIT_CONFIG
+    try:
+        manager = plugins_for(settings)
+    except PluginError as exc:
+        print(str(exc), file=sys.stderr)
+        return EXIT_CONFIG
+    for note in settings.notes:
+        log.info("%s", note)
+    try:
+        anyio.run(run, settings, manager, local)
+    except PluginError as exc:
+        print(str(exc), file=sys.stderr)
+        return EXIT_CONFIG
+    except KeyboardInterrupt:
+        pass
+    return 0
