@@ -103,7 +103,7 @@ class LocalKube:
         runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
         await runner.setup()
         try:
-            site = web.TCPSite(runner, self.host, self.port, shutdown_timeout=1.0)
+            site = web.TCPSite(runner, self.host, self.port)
             await site.start()
             server = site._server
             sockets = getattr(server, "sockets", None) or []
