@@ -29,7 +29,10 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--local", action="store_true", help="embed localkube and run pods as host processes"
     )
-    commands.add_parser("config", help="print the effective configuration (secrets masked)")
+    config = commands.add_parser(
+        "config", help="print the effective configuration (secrets masked) or its problems"
+    )
+    config.add_argument("--local", action="store_true", help="as for serve --local")
     commands.add_parser("plugins", help="list the installed plugins, their versions and hooks")
     commands.add_parser(
         "localkube", help="run an in-process Kubernetes API server (zwmd localkube --help)"
@@ -68,24 +71,22 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return serve_main(local=args.local)
     if args.command == "config":
-        return _config()
+        return _config(local=args.local)
     if args.command == "plugins":
         return _plugins()
     return _client_command(args)
 
 
-def _config() -> int:
-    from zwmd.settings import SettingsError, format_problems, load_settings
+def _config(*, local: bool) -> int:
+    """``zwmd config``: exit 0 with the table, or 2 with one line per problem."""
+    from zwmd import settings
 
     try:
-        settings = load_settings()
-    except SettingsError as exc:
-        print(format_problems(exc), file=sys.stderr)
+        loaded = settings.load_settings(local=local)
+    except settings.SettingsError as err:
+        print(settings.format_problems(err), file=sys.stderr)
         return EXIT_USAGE
-    rows = settings.describe()
-    width = max(len(name) for name, _, _ in rows)
-    for name, value, source in rows:
-        print(f"{name:<{width}}  {value}  ({source})")
+    print(settings.format_configuration(loaded.describe(), loaded.notes))
     return 0
 
 
