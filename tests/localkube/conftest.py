@@ -9,12 +9,13 @@ from typing import Any
 
 import pytest
 from kubernetes_asyncio import client, config
+from kubernetes_asyncio.client import ApiClient
 
 from zwmd.localkube import LocalKube
 
 
 @pytest.fixture
-async def private_kube(tmp_path: Path) -> AsyncIterator[tuple[LocalKube, Any]]:
+async def private_kube(tmp_path: Path) -> AsyncIterator[tuple[LocalKube, ApiClient]]:
     """A LocalKube of this test's own: no kubelet, no Job controller (nothing but the test
     writes), a small history and fast bookmarks."""
     async with LocalKube(

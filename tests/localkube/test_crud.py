@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import datetime
+from typing import Any
 
 import pytest
 from kubernetes_asyncio import client
+from kubernetes_asyncio.client import ApiClient
 
 from tests.localkube.conftest import api_error, configmap, job, raw_error, status_of
 from zwmd.localkube import LocalKube
@@ -14,7 +16,7 @@ pytestmark = pytest.mark.anyio
 
 
 async def test_create_job_sets_server_metadata(
-    kube_api_client: object, kube_namespace: str
+    kube_api_client: ApiClient, kube_namespace: str
 ) -> None:
     batch = client.BatchV1Api(kube_api_client)
     created = await batch.create_namespaced_job(kube_namespace, job("hello"))
@@ -31,7 +33,7 @@ async def test_create_job_sets_server_metadata(
 
 
 async def test_resource_versions_come_from_one_global_counter(
-    kube_api_client: object, kube_namespace: str
+    kube_api_client: ApiClient, kube_namespace: str
 ) -> None:
     core = client.CoreV1Api(kube_api_client)
     first = await core.create_namespaced_config_map(kube_namespace, configmap("a"))
@@ -45,7 +47,7 @@ async def test_resource_versions_come_from_one_global_counter(
 
 
 async def test_generate_name_gives_a_unique_suffix(
-    kube_api_client: object, kube_namespace: str
+    kube_api_client: ApiClient, kube_namespace: str
 ) -> None:
     core = client.CoreV1Api(kube_api_client)
     body = client.V1ConfigMap(metadata=client.V1ObjectMeta(generate_name="gen-"), data={})
@@ -58,7 +60,7 @@ async def test_generate_name_gives_a_unique_suffix(
 
 
 async def test_missing_object_is_404_not_found(
-    kube_api_client: object, kube_namespace: str
+    kube_api_client: ApiClient, kube_namespace: str
 ) -> None:
     error = await api_error(
         client.BatchV1Api(kube_api_client).read_namespaced_job("nope", kube_namespace)
@@ -72,7 +74,7 @@ async def test_missing_object_is_404_not_found(
 
 
 async def test_duplicate_create_is_409_already_exists(
-    kube_api_client: object, kube_namespace: str
+    kube_api_client: ApiClient, kube_namespace: str
 ) -> None:
     core = client.CoreV1Api(kube_api_client)
     await core.create_namespaced_config_map(kube_namespace, configmap("dup"))
@@ -81,7 +83,7 @@ async def test_duplicate_create_is_409_already_exists(
     assert status_of(error)["reason"] == "AlreadyExists"
 
 
-async def test_create_in_a_missing_namespace_is_404(kube_api_client: object) -> None:
+async def test_create_in_a_missing_namespace_is_404(kube_api_client: ApiClient) -> None:
     core = client.CoreV1Api(kube_api_client)
     error = await api_error(core.create_namespaced_config_map("no-such-namespace", configmap("x")))
     assert error.status == 404
@@ -130,7 +132,7 @@ async def test_create_in_a_missing_namespace_is_404(kube_api_client: object) -> 
     ],
 )
 async def test_invalid_job_is_422(
-    kube_api_client: object, kube_namespace: str, body: dict[str, object], field: str
+    kube_api_client: ApiClient, kube_namespace: str, body: Any, field: str
 ) -> None:
     batch = client.BatchV1Api(kube_api_client)
     code, status = await raw_error(
@@ -141,9 +143,11 @@ async def test_invalid_job_is_422(
     assert field in [cause["field"] for cause in status["details"]["causes"]]
 
 
-async def test_pod_without_containers_is_422(kube_api_client: object, kube_namespace: str) -> None:
+async def test_pod_without_containers_is_422(
+    kube_api_client: ApiClient, kube_namespace: str
+) -> None:
     core = client.CoreV1Api(kube_api_client)
-    body = {"metadata": {"name": "empty"}, "spec": {"containers": []}}
+    body: Any = {"metadata": {"name": "empty"}, "spec": {"containers": []}}
     code, status = await raw_error(
         core.create_namespaced_pod(kube_namespace, body, _preload_content=False)
     )
@@ -152,7 +156,7 @@ async def test_pod_without_containers_is_422(kube_api_client: object, kube_names
 
 
 async def test_put_with_stale_resource_version_on_a_lease_is_409_conflict(
-    kube_api_client: object, kube_namespace: str
+    kube_api_client: ApiClient, kube_namespace: str
 ) -> None:
     leases = client.CoordinationV1Api(kube_api_client)
     lease = client.V1Lease(
@@ -173,7 +177,7 @@ async def test_put_with_stale_resource_version_on_a_lease_is_409_conflict(
 
 
 async def test_patches_merge_strategic_and_json(
-    kube_api_client: object, kube_namespace: str
+    kube_api_client: ApiClient, kube_namespace: str
 ) -> None:
     core = client.CoreV1Api(kube_api_client)
     await core.create_namespaced_config_map(kube_namespace, configmap("p", {"a": "1"}, x="1"))
@@ -203,7 +207,7 @@ async def test_patches_merge_strategic_and_json(
 
 
 async def test_strategic_patch_merges_conditions_by_type(
-    private_kube: tuple[LocalKube, object],
+    private_kube: tuple[LocalKube, ApiClient],
 ) -> None:
     kube_api_client = private_kube[1]
     kube_namespace = "default"
@@ -217,7 +221,7 @@ async def test_strategic_patch_merges_conditions_by_type(
 
 
 async def test_status_subresource_changes_only_status(
-    private_kube: tuple[LocalKube, object],
+    private_kube: tuple[LocalKube, ApiClient],
 ) -> None:
     kube_api_client = private_kube[1]
     kube_namespace = "default"
@@ -237,7 +241,7 @@ async def test_status_subresource_changes_only_status(
 
 
 async def test_replace_bumps_generation_only_on_spec_change(
-    private_kube: tuple[LocalKube, object],
+    private_kube: tuple[LocalKube, ApiClient],
 ) -> None:
     kube_api_client = private_kube[1]
     kube_namespace = "default"
@@ -251,7 +255,7 @@ async def test_replace_bumps_generation_only_on_spec_change(
     assert resumed.metadata.generation == 2
 
 
-async def test_core_kinds_round_trip(kube_api_client: object, kube_namespace: str) -> None:
+async def test_core_kinds_round_trip(kube_api_client: ApiClient, kube_namespace: str) -> None:
     core = client.CoreV1Api(kube_api_client)
     secret = await core.create_namespaced_secret(
         kube_namespace,

@@ -21,9 +21,10 @@ from __future__ import annotations
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 import pytest
+from kubernetes_asyncio import config
+from kubernetes_asyncio.client import ApiClient
 
 from zwmd.localkube import LocalKube
 
@@ -47,10 +48,8 @@ def localkube_kubeconfig(localkube: LocalKube, tmp_path_factory: pytest.TempPath
 
 
 @pytest.fixture
-async def kube_api_client(localkube_kubeconfig: Path) -> AsyncIterator[Any]:
+async def kube_api_client(localkube_kubeconfig: Path) -> AsyncIterator[ApiClient]:
     """A kubernetes-asyncio ``ApiClient`` talking to ``localkube``."""
-    from kubernetes_asyncio import config
-
     api_client = await config.new_client_from_config(config_file=str(localkube_kubeconfig))
     try:
         yield api_client
