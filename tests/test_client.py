@@ -1,0 +1,247 @@
+"""The HTTP client and the ZenML adapter, against a real ``zwmd serve --local``.
+
+What a user of ``zwmd.client`` (the CLI, the ZenML server through the adapter) sees: an
+unreachable daemon is named with the hint to start it, a wrong token is a clear 401,
+and a runner's life (run, wait, get, logs, follow, cancel) reads back as it happened.
+The adapter is exercised here as a plain class (zenml is not installed in this
+environment); ``tests/zenml/`` loads it into a real ZenML server.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import uuid
+from collections.abc import Iterator
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+
+from tests.daemon_process import DaemonProcess, free_port, start_daemon
+from zwmd.client import ApiError, Client, ClientConfig, DaemonUnreachable, Workload
+from zwmd.zenml import WorkloadFailed, WorkloadManager
+
+PY = sys.executable
+
+
+@pytest.fixture(scope="module")
+def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DaemonProcess]:
+    process = start_daemon(tmp_path_factory.mktemp("zwmd"))
+    yield process
+    process.stop()
+
+
+@pytest.fixture
+def client(daemon: DaemonProcess) -> Iterator[Client]:
+    with Client(ClientConfig(url=daemon.url, token=daemon.token)) as c:
+        yield c
+
+
+def _run(client: Client, code: str) -> str:
+    wid = str(uuid.uuid4())
+    client.run(wid, image="python:3.11-slim", command=[PY, "-c", code], timeout_seconds=120)
+    return wid
+
+
+# -- no daemon --------------------------------------------------------------------------
+
+
+def test_unreachable_daemon_is_named_with_the_hint_to_start_it() -> None:
+    url = f"http://127.0.0.1:{free_port()}"
+    with Client(ClientConfig(url=url, timeout=3)) as c, pytest.raises(DaemonUnreachable) as err:
+        c.get(uuid.uuid4())
+    assert f"cannot reach zwmd at {url}" in str(err.value)
+    assert "zwmd serve" in str(err.value)
+
+
+def test_unreachable_socket_is_named(tmp_path: Path) -> None:
+    sock = tmp_path / "zwmd.sock"
+    with (
+        Client(ClientConfig(socket=str(sock), timeout=3)) as c,
+        pytest.raises(DaemonUnreachable) as err,
+    ):
+        c.healthz()
+    assert f"cannot reach zwmd at unix socket {sock}" in str(err.value)
+
+
+def test_configuration_comes_from_the_environment(tmp_path: Path) -> None:
+    token_file = tmp_path / "token"
+    token_file.write_text("s3cret\n")
+    config = ClientConfig.from_env(
+        {"ZWMD_URL": "http://zwmd.internal:9000/", "ZWMD_API_TOKEN_FILE": str(token_file)}
+    )
+    assert config.url == "http://zwmd.internal:9000"
+    assert config.read_token() == "s3cret"
+    assert ClientConfig.from_env({}).url == "http://127.0.0.1:8390"
+    by_socket = ClientConfig.from_env({"ZWMD_URL": "unix:///run/zwmd/api.sock"})
+    assert by_socket.socket == "/run/zwmd/api.sock"
+
+
+# -- against the daemon -----------------------------------------------------------------
+
+
+def test_wrong_token_is_a_clear_401(daemon: DaemonProcess) -> None:
+    with (
+        Client(ClientConfig(url=daemon.url, token="not-the-token")) as c,
+        pytest.raises(ApiError) as err,
+    ):
+        c.list()
+    assert err.value.status == 401
+    assert "401" in str(err.value)
+    assert "ZWMD_API_TOKEN" in str(err.value)
+    with Client(ClientConfig(url=daemon.url)) as c:
+        assert c.healthz() is not None  # probes need no token
+
+
+def test_an_invalid_request_names_the_field(client: Client) -> None:
+    with pytest.raises(ApiError) as err:
+        client.run(uuid.uuid4(), image="", command=[PY])
+    assert err.value.status == 422
+    assert "image" in err.value.detail
+
+
+def test_unknown_workload_is_404(client: Client) -> None:
+    with pytest.raises(ApiError) as err:
+        client.get(uuid.uuid4())
+    assert err.value.status == 404
+
+
+def test_run_wait_get_logs_round_trip(client: Client) -> None:
+    wid = str(uuid.uuid4())
+    client.log(wid, "before the job exists")
+    first = client.run(
+        wid,
+        image="python:3.11-slim",
+        command=[PY, "-c", "print(42)"],
+        environment={"ZENML_STORE_API_TOKEN": "secret"},
+        timeout_seconds=60,
+    )
+    assert first.id == wid
+    assert first.state in {"queued", "starting", "running", "succeeded"}
+    again = client.run(
+        wid,
+        image="python:3.11-slim",
+        command=[PY, "-c", "print(42)"],
+        environment={"ZENML_STORE_API_TOKEN": "secret"},
+        timeout_seconds=60,
+    )
+    assert again.id == wid  # the same request again is the same workload
+
+    done = client.wait_terminal(wid, timeout=60)
+    assert done.state == "succeeded", done.describe()
+    got = client.get(wid)
+    assert got.succeeded
+    assert got.finished_at
+    assert wid in [w.id for w in client.list(state="succeeded")]
+
+    text = client.logs(wid)
+    assert "42" in text.splitlines() or any(line.endswith("42") for line in text.splitlines())
+    assert "before the job exists" in text
+    assert "secret" not in text
+
+    entries = [json.loads(line) for line in client.logs(wid, "zenml").splitlines() if line]
+    printed = [e for e in entries if e["message"] == "42"]
+    assert printed, entries
+    assert isinstance(printed[0]["level"], int)
+    datetime.fromisoformat(printed[0]["timestamp"].replace("Z", "+00:00"))
+
+
+def test_follow_ends_when_the_workload_ends(client: Client) -> None:
+    wid = _run(
+        client,
+        "import time\nfor i in range(3):\n    print('tick', i, flush=True)\n    time.sleep(0.2)",
+    )
+    lines = list(client.logs(wid, "text", follow=True))
+    assert [line for line in lines if "tick" in line][-1].endswith("tick 2")
+    assert client.get(wid).terminal
+
+
+def test_cancel_stops_a_running_workload(client: Client) -> None:
+    wid = _run(client, "import time; time.sleep(120)")
+    running = client.wait_terminal(
+        wid, timeout=30, until=lambda w: w.state == "running", slice_seconds=0.5
+    )
+    assert running.state == "running", running.describe()
+    client.cancel(wid)
+    final = client.wait_terminal(wid, timeout=30)
+    assert final.state == "cancelled", final.describe()
+
+
+def test_a_failing_runner_reports_a_reason(client: Client) -> None:
+    wid = _run(client, "import sys; print('boom'); sys.exit(3)")
+    final = client.wait_terminal(wid, timeout=60)
+    assert final.state == "failed"
+    assert final.reason
+    assert "boom" in client.logs(wid)
+
+
+# -- the adapter, as a plain class ------------------------------------------------------
+
+
+@pytest.fixture
+def adapter(client: Client) -> WorkloadManager:
+    return WorkloadManager(client)
+
+
+def test_adapter_run_sync_returns_on_success(adapter: WorkloadManager) -> None:
+    wid = uuid.uuid4()
+    adapter.log(workload_id=wid, message="Starting pipeline run.")
+    adapter.run(
+        workload_id=wid,
+        image="python:3.11-slim",
+        command=[PY, "-c"],
+        arguments=["print('runner says hi')"],
+        environment={},
+        sync=True,
+        timeout_in_seconds=60,
+    )
+    lines = [json.loads(line) for line in adapter.get_logs(workload_id=wid).splitlines() if line]
+    messages = [e["message"] for e in lines]
+    assert "Starting pipeline run." in messages
+    assert "runner says hi" in messages
+    assert all(e["timestamp"] for e in lines)
+
+
+def test_adapter_run_sync_raises_with_the_reason(adapter: WorkloadManager) -> None:
+    wid = uuid.uuid4()
+    with pytest.raises(WorkloadFailed) as err:
+        adapter.run(
+            workload_id=wid,
+            image="python:3.11-slim",
+            command=[PY, "-c", "raise SystemExit(2)"],
+            arguments=[],
+            sync=True,
+            timeout_in_seconds=60,
+        )
+    workload: Workload = err.value.workload
+    assert workload.state == "failed"
+    assert workload.reason
+    assert workload.reason in str(err.value)
+
+
+def test_adapter_builds_or_returns_the_image(adapter: WorkloadManager) -> None:
+    image = adapter.build_and_push_image(
+        workload_id=uuid.uuid4(),
+        workload_type="snapshot",
+        dockerfile="FROM python:3.11-slim\n",
+        image_name="zenml-runner:0123456789abcdef",
+        sync=True,
+    )
+    assert image.endswith("zenml-runner:0123456789abcdef")
+
+
+def test_adapter_tolerates_unknown_ids(adapter: WorkloadManager) -> None:
+    wid = uuid.uuid4()
+    assert adapter.get_logs(workload_id=wid) == ""
+    adapter.delete_workload(workload_id=wid)
+
+
+def test_adapter_without_daemon_says_so_everywhere() -> None:
+    url = f"http://127.0.0.1:{free_port()}"
+    adapter = WorkloadManager(Client(ClientConfig(url=url, timeout=3)))
+    with pytest.raises(DaemonUnreachable, match="cannot reach zwmd at"):
+        adapter.log(workload_id=uuid.uuid4(), message="hello")
+    line = json.loads(adapter.get_logs(workload_id=uuid.uuid4()))
+    assert line["level"] == 40
+    assert f"cannot reach zwmd at {url}" in line["message"]
