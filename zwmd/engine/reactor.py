@@ -39,6 +39,7 @@ from zwmd.engine.reasons import observe
 from zwmd.engine.workload import Transition, Workload
 from zwmd.kube import naming
 from zwmd.kube.client import KubeClient, KubeError, Obj
+from zwmd.kube.watching import WatchHandler
 
 log = logging.getLogger(__name__)
 
@@ -113,6 +114,9 @@ class Reactor:
         self._kicked: dict[str, bool] = {}  # workload id -> kicked again while working
         self._admission = anyio.Lock()
         self._tg: TaskGroup | None = None
+        #: also told every list and event, after the reactor's caches are updated
+        #: (the build coordinator, the log pipeline); they must not block the stream.
+        self.subscribers: list[WatchHandler] = []
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -161,6 +165,8 @@ class Reactor:
             for wid in list(self.tracked):
                 self._kick(wid)
         self.listed.add(resource)
+        for subscriber in self.subscribers:
+            await subscriber.on_listed(resource, items)
 
     async def on_event(self, resource: str, event_type: str, obj: Obj) -> None:
         meta = obj.get("metadata") or {}
@@ -181,6 +187,8 @@ class Reactor:
         wid = (meta.get("labels") or {}).get(naming.LABEL_WORKLOAD_ID)
         if wid:
             self._kick(wid)
+        for subscriber in self.subscribers:
+            await subscriber.on_event(resource, event_type, obj)
 
     def _store_pod(self, pod: Obj) -> None:
         job = _pod_job(pod)
