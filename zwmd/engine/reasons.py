@@ -509,7 +509,10 @@ class _Observer:
             reason = Reason.CRASH_LOOP_BACK_OFF
             message = reason.message(container=container, exit_code=exit_code)
             return self._failed(reason, message, exit_code=exit_code)
-        if why in ("ContainerCreating", "PodInitializing"):
+        if why == "PodInitializing":
+            message = f"Running the pod's init containers before the {container} container."
+            return self._result(State.STARTING, message)
+        if why == "ContainerCreating":
             return self._result(State.STARTING, f"Creating the {container} container.")
         return self._result(State.STARTING, f"The {container} container is waiting: {kubelet_says}")
 

@@ -1,0 +1,1 @@
+"""Tests of the pure core of zwmd.engine: states, reasons, records, admission."""
