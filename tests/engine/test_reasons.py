@@ -470,3 +470,24 @@ def test_exceeded_quota_waits_for_the_deadline() -> None:
 )  # fmt: skip
 def test_human_duration(seconds: int, text: str) -> None:
     assert human_duration(timedelta(seconds=seconds)) == text
+
+
+def test_failed_create_recorded_as_an_events_k8s_io_v1_event() -> None:
+    # the newer Event API: regarding/note/eventTime/series instead of involvedObject/message
+    new_style = {
+        "apiVersion": "events.k8s.io/v1",
+        "kind": "Event",
+        "metadata": {"name": f"{JOB_NAME}.17f", "namespace": "zenml-workloads"},
+        "regarding": {"apiVersion": "batch/v1", "kind": "Job", "name": JOB_NAME},
+        "reason": "FailedCreate",
+        "note": MISSING_SA,
+        "type": "Warning",
+        "eventTime": "2026-03-01T12:00:01.000000Z",
+        "series": {"count": 4, "lastObservedTime": "2026-03-01T12:00:40.000000Z"},
+        "reportingController": "job-controller",
+        "reportingInstance": "kube-controller-manager",
+        "action": "Create",
+    }
+    seen = look(job(), events=[new_style])
+    assert (seen.state, seen.reason) == (State.FAILED, Reason.CREATE_FAILED)
+    assert seen.message.endswith(MISSING_SA)

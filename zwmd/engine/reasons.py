@@ -60,9 +60,21 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from zwmd.engine.kubereading import (
+    container_statuses,
+    event_message,
+    event_times,
+    human_duration,
+    is_active,
+    memory_limit,
+    parse_time,
+    pod_name,
+    spec_image,
+    true_conditions,
+)
 from zwmd.engine.states import Reason, State
 
-__all__ = ["Observation", "human_duration", "observe", "parse_time"]
+__all__ = ["Observation", "human_duration", "observe", "parse_time"]  # the last two re-exported
 
 IMAGE_PULL_WAITING = frozenset({"ErrImagePull", "ImagePullBackOff"})
 CONTAINER_CREATE_WAITING = frozenset({"CreateContainerConfigError", "CreateContainerError"})
@@ -85,27 +97,6 @@ class Observation:
     first_seen: Mapping[str, datetime] = field(default_factory=dict)
     #: observe again at this time even without a new event (a grace period ends)
     recheck_at: datetime | None = None
-
-
-def parse_time(value: object) -> datetime | None:
-    """An RFC 3339 timestamp as Kubernetes writes it (``2024-05-01T12:00:00Z``), or None."""
-    if not isinstance(value, str) or not value:
-        return None
-    try:
-        return datetime.fromisoformat(value)
-    except ValueError:
-        return None
-
-
-def human_duration(duration: timedelta) -> str:
-    """``timedelta(seconds=90)`` → ``"1 minute 30 seconds"``, for messages."""
-    seconds = max(0, round(duration.total_seconds()))
-    parts = []
-    for unit, size in (("hour", 3600), ("minute", 60), ("second", 1)):
-        count, seconds = divmod(seconds, size)
-        if count:
-            parts.append(f"{count} {unit}{'s' if count != 1 else ''}")
-    return " ".join(parts[:2]) or "0 seconds"
 
 
 def observe(
@@ -134,56 +125,6 @@ def observe(
     ).run()
 
 
-def _conditions(obj: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
-    """The object's conditions whose status is True, by type."""
-    found = {}
-    for condition in obj.get("status", {}).get("conditions") or ():
-        if condition.get("status") == "True":
-            found[condition.get("type", "")] = condition
-    return found
-
-
-def _container_statuses(pod: Mapping[str, Any]) -> list[Mapping[str, Any]]:
-    status = pod.get("status", {})
-    return [*(status.get("initContainerStatuses") or ()), *(status.get("containerStatuses") or ())]
-
-
-def _is_active(pod: Mapping[str, Any]) -> bool:
-    return pod.get("status", {}).get("phase") in (None, "Pending", "Running") and not pod.get(
-        "metadata", {}
-    ).get("deletionTimestamp")
-
-
-def _memory_limit(pod: Mapping[str, Any], container: str) -> str | None:
-    spec = pod.get("spec", {})
-    for each in [*(spec.get("initContainers") or ()), *(spec.get("containers") or ())]:
-        if each.get("name") == container:
-            limit = each.get("resources", {}).get("limits", {}).get("memory")
-            return str(limit) if limit else None
-    return None
-
-
-def _event_times(event: Mapping[str, Any]) -> tuple[datetime | None, datetime | None]:
-    """(first, last) time of an Event, core/v1 or events.k8s.io/v1."""
-    series = event.get("series") or {}
-    first = parse_time(event.get("firstTimestamp")) or parse_time(event.get("eventTime"))
-    last = (
-        parse_time(event.get("lastTimestamp"))
-        or parse_time(series.get("lastObservedTime"))
-        or parse_time(event.get("eventTime"))
-    )
-    fallback = parse_time(event.get("metadata", {}).get("creationTimestamp"))
-    return first or last or fallback, last or first or fallback
-
-
-def _event_message(event: Mapping[str, Any]) -> str:
-    return str(event.get("message") or event.get("note") or "").strip()
-
-
-def _pod_name(pod: Mapping[str, Any]) -> str:
-    return str(pod.get("metadata", {}).get("name", ""))
-
-
 class _Observer:
     """One run of :func:`observe`: the inputs, and the grace periods it tracks."""
 
@@ -205,7 +146,7 @@ class _Observer:
             key=lambda pod: pod.get("metadata", {}).get("creationTimestamp") or "",
             reverse=True,
         )
-        pod_names = {_pod_name(pod) for pod in pods}
+        pod_names = {pod_name(pod) for pod in pods}
         self.job_events: list[Mapping[str, Any]] = []
         self.pod_events: dict[str, list[Mapping[str, Any]]] = {}
         for event in events:
@@ -225,7 +166,7 @@ class _Observer:
         self.started_at = parse_time(status.get("startTime"))
 
     def run(self) -> Observation:
-        conditions = _conditions(self.job)
+        conditions = true_conditions(self.job)
         for kind in JOB_SUCCESS_CONDITIONS:
             if kind in conditions:
                 return self._succeeded(conditions[kind])
@@ -301,7 +242,7 @@ class _Observer:
         def finished(pod: Mapping[str, Any]) -> str:
             times = [
                 str(status.get("state", {}).get("terminated", {}).get("finishedAt") or "")
-                for status in _container_statuses(pod)
+                for status in container_statuses(pod)
             ]
             return max([*times, str(pod.get("metadata", {}).get("creationTimestamp") or "")])
 
@@ -314,7 +255,7 @@ class _Observer:
         """(name, terminated state) of the container that made the pod fail."""
         terminated = [
             (str(status.get("name", "")), status.get("state", {}).get("terminated"))
-            for status in _container_statuses(pod)
+            for status in container_statuses(pod)
         ]
         candidates = [(name, state) for name, state in terminated if state]
         for name, state in candidates:
@@ -328,8 +269,8 @@ class _Observer:
     def _explain_failed_pod(self, pod: Mapping[str, Any], finished: datetime) -> Observation | None:
         """Evicted / OOMKilled / Error from a failed pod, or None when it does not say."""
         status = pod.get("status", {})
-        name = _pod_name(pod)
-        disruption = _conditions(pod).get("DisruptionTarget")
+        name = pod_name(pod)
+        disruption = true_conditions(pod).get("DisruptionTarget")
         failing = self._failing_container(pod)
         exit_code = failing[1].get("exitCode") if failing else None
         if status.get("reason") == "Evicted" or disruption is not None:
@@ -342,7 +283,7 @@ class _Observer:
             return None
         container, terminated = failing
         if terminated.get("reason") == "OOMKilled" or exit_code == SIGKILL_EXIT_CODE:
-            limit = _memory_limit(pod, container)
+            limit = memory_limit(pod, container)
             reason = Reason.OOM_KILLED
             message = reason.message(
                 container=container,
@@ -359,7 +300,7 @@ class _Observer:
     # -- the Job has not finished: read its pods -----------------------------------------
 
     def _from_pods(self) -> Observation:
-        active = [pod for pod in self.pods if _is_active(pod)]
+        active = [pod for pod in self.pods if is_active(pod)]
         if self.job.get("spec", {}).get("suspend") and not active:
             return self._result(
                 State.QUEUED, "Waiting for a free slot (the Job is suspended).", started_at=None
@@ -407,15 +348,15 @@ class _Observer:
             warnings = [
                 event
                 for event in warnings
-                if (_event_times(event)[1] or self.now) >= self.started_at.replace(microsecond=0)
+                if (event_times(event)[1] or self.now) >= self.started_at.replace(microsecond=0)
             ]
         if not warnings:
             return None
-        latest = max(warnings, key=lambda event: _event_times(event)[1] or self.now)
-        detail = _event_message(latest)
+        latest = max(warnings, key=lambda event: event_times(event)[1] or self.now)
+        detail = event_message(latest)
         if "exceeded quota" in detail:
             key = f"{self.job_name}/quota"
-            since = self._since(key, *(_event_times(event)[0] for event in warnings))
+            since = self._since(key, *(event_times(event)[0] for event in warnings))
             if not self._past(since, self.unschedulable_deadline):
                 return self._result(State.STARTING, f"Waiting for quota: {detail}")
             elapsed = human_duration(self.now - since)
@@ -425,7 +366,7 @@ class _Observer:
 
     def _examine_pod(self, pod: Mapping[str, Any]) -> Observation | None:
         """A failed or running verdict from one active pod, a starting one, or None."""
-        name = _pod_name(pod)
+        name = pod_name(pod)
         scheduled = next(
             (
                 condition
@@ -450,7 +391,7 @@ class _Observer:
             return self._failed(reason, reason.message(elapsed=elapsed, detail=detail))
         starting: Observation | None = None
         running = False
-        for status in _container_statuses(pod):
+        for status in container_statuses(pod):
             state = status.get("state", {})
             if "running" in state:
                 running = True
@@ -467,7 +408,7 @@ class _Observer:
         if running:
             containers = [
                 str(status.get("name"))
-                for status in _container_statuses(pod)
+                for status in container_statuses(pod)
                 if "running" in status.get("state", {})
             ]
             return self._result(State.RUNNING, f"The {', '.join(containers)} container is running.")
@@ -476,18 +417,18 @@ class _Observer:
     def _examine_waiting(
         self, pod: Mapping[str, Any], status: Mapping[str, Any], waiting: Mapping[str, Any]
     ) -> Observation:
-        pod_name = _pod_name(pod)
+        this_pod = pod_name(pod)
         container = str(status.get("name", ""))
         why = str(waiting.get("reason", ""))
         kubelet_says = str(waiting.get("message") or why).strip()
-        image = str(status.get("image") or self._spec_image(pod, container))
+        image = str(status.get("image") or spec_image(pod, container))
         if why == "InvalidImageName":
             message = f"The image name {image} is not valid: {kubelet_says}"
             return self._failed(Reason.IMAGE_PULL_ERROR, message)
         if why in IMAGE_PULL_WAITING:
-            events = self._pod_events(pod_name, {"Failed", "BackOff", "ErrImagePull"})
+            events = self._pod_events(this_pod, {"Failed", "BackOff", "ErrImagePull"})
             since = self._since(
-                f"{pod_name}/{container}/image-pull", *(_event_times(e)[0] for e in events)
+                f"{this_pod}/{container}/image-pull", *(event_times(e)[0] for e in events)
             )
             detail = self._most_specific(events, kubelet_says, prefix="Failed to pull image")
             if not self._past(since, self.image_pull_grace):
@@ -496,7 +437,7 @@ class _Observer:
             elapsed = human_duration(self.now - since)
             return self._failed(reason, reason.message(image=image, elapsed=elapsed, detail=detail))
         if why in CONTAINER_CREATE_WAITING:
-            since = self._since(f"{pod_name}/{container}/create")
+            since = self._since(f"{this_pod}/{container}/create")
             if not self._past(since, self.image_pull_grace):
                 return self._result(
                     State.STARTING, f"Creating the {container} container: {kubelet_says}"
@@ -527,20 +468,12 @@ class _Observer:
     @staticmethod
     def _most_specific(events: list[Mapping[str, Any]], fallback: str, *, prefix: str) -> str:
         """The kubelet's detailed message (from its Events) over the terse waiting one."""
-        detailed = [event for event in events if _event_message(event).startswith(prefix)]
+        detailed = [event for event in events if event_message(event).startswith(prefix)]
         if not detailed:
             return fallback
-        return _event_message(
+        return event_message(
             max(
                 detailed,
-                key=lambda event: _event_times(event)[1] or datetime.min.replace(tzinfo=UTC),
+                key=lambda event: event_times(event)[1] or datetime.min.replace(tzinfo=UTC),
             )
         )
-
-    @staticmethod
-    def _spec_image(pod: Mapping[str, Any], container: str) -> str:
-        spec = pod.get("spec", {})
-        for each in [*(spec.get("initContainers") or ()), *(spec.get("containers") or ())]:
-            if each.get("name") == container:
-                return str(each.get("image", ""))
-        return "(unknown image)"

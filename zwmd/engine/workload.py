@@ -38,7 +38,8 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-from zwmd.engine.reasons import Observation, parse_time
+from zwmd.engine.kubereading import parse_time
+from zwmd.engine.reasons import Observation
 from zwmd.engine.states import Reason, State, can_transition
 from zwmd.kube import naming
 
