@@ -352,7 +352,7 @@ def _pod_conditions_faults(spec: object) -> tuple[list[str], list[dict[str, str]
         ]
         kind, status = pattern.get("type"), pattern.get("status", "True")
         if not isinstance(kind, str) or not kind:
-            faults.append(f"{where}.type is required (e.g. DisruptionTarget)")
+            faults.append(f"{where}.type is required, such as DisruptionTarget")
         elif (fault := check_qualified_name(kind)) is not None:
             faults.append(f"{where}.type: {fault}")
         if status not in _CONDITION_STATUSES:
