@@ -31,6 +31,7 @@ writes. One process (the daemon) writes a given store; any number may read.
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from dataclasses import dataclass, field
@@ -60,19 +61,24 @@ def _source_rank(source: str) -> tuple[int, str]:
 
 
 def _encode(records: Sequence[LogRecord], checkpoint: Checkpoint) -> bytes:
+    """The bytes of one batch: a line per record, then the commit line."""
     dumps = orjson.dumps
     parts: list[bytes] = []
     for r in records:
-        obj = {"s": r.source, "t": r.ts_ns, "l": r.level, "m": r.message}
         try:
-            parts.append(dumps(obj))
-        except orjson.JSONEncodeError:
-            obj["m"] = clean_text(r.message)
-            obj["s"] = clean_text(r.source)
-            parts.append(dumps(obj))
+            message = dumps(r.message)
+        except orjson.JSONEncodeError:  # lone surrogates from a caller's str
+            message = dumps(clean_text(r.message))
+        source = _source_json(r.source)
+        parts.append(b'{"s":%b,"t":%d,"l":%d,"m":%b}' % (source, r.ts_ns, r.level, message))
     parts.append(_commit_line(checkpoint))
     parts.append(b"")
     return b"\n".join(parts)
+
+
+@functools.lru_cache(maxsize=64)
+def _source_json(source: str) -> bytes:
+    return orjson.dumps(clean_text(source))
 
 
 def _commit_line(cp: Checkpoint) -> bytes:
@@ -172,17 +178,13 @@ class _Cursor:
         return out
 
     def _parse(self, chunk: bytes, out: list[LogRecord]) -> None:
-        lines = (self._partial + chunk).split(b"\n")
+        data = self._partial + chunk
+        lines = data.split(b"\n")
         self._partial = lines.pop()
-        pos = self._scan - len(self._partial)
-        # ``pos`` is where the partial begins; walk back to find each line's end offset.
-        ends: list[int] = []
-        for line in reversed(lines):
-            ends.append(pos)
-            pos -= len(line) + 1
-        ends.reverse()
+        end = self._scan - len(data)  # file offset of ``data``
         prefix, pending, attempt, loads = self.prefix, self._pending, self.attempt, orjson.loads
-        for line, end in zip(lines, ends, strict=True):
+        for line in lines:
+            end += len(line) + 1
             if line.startswith(_COMMIT):
                 out.extend(pending)
                 pending.clear()
@@ -197,14 +199,21 @@ class _Cursor:
                     continue  # a torn line can only sit after the last commit
 
 
-async def _drain(cursor: _Cursor) -> AsyncGenerator[LogRecord, None]:
-    """Every record a cursor has to give, read in a worker thread a chunk at a time."""
+async def _batches(cursor: _Cursor) -> AsyncGenerator[list[LogRecord], None]:
+    """Every record a cursor has to give, a chunk at a time, read in a worker thread."""
     while True:
         records = await anyio.to_thread.run_sync(cursor.read_some)
-        for record in records:
-            yield record
+        if records:
+            yield records
         if cursor.at_end:
             return
+
+
+async def _drain(cursor: _Cursor) -> AsyncGenerator[LogRecord, None]:
+    """Every record a cursor has to give, one at a time."""
+    async for batch in _batches(cursor):
+        for record in batch:
+            yield record
 
 
 @dataclass(eq=False)
@@ -382,8 +391,9 @@ class FileLogStore:
         if end == 0 or not sources:
             return
         if len(sources) == 1:
-            async for record in _drain(_Cursor(state.path, key.attempt, None, 0, end)):
-                yield record
+            async for batch in _batches(_Cursor(state.path, key.attempt, None, 0, end)):
+                for record in batch:
+                    yield record
             return
         streams = [_drain(_Cursor(state.path, key.attempt, s, 0, end)) for s in sources]
         try:

@@ -27,7 +27,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Final, NamedTuple
+from typing import Final, TypeAlias
 
 import orjson
 
@@ -146,11 +146,9 @@ def clean_text(text: str) -> str:
 # -- framing ------------------------------------------------------------------------
 
 
-class Piece(NamedTuple):
-    """A bounded piece of a line: ``continued`` when it is not the line's first piece."""
-
-    text: str
-    continued: bool
+#: A bounded piece of a line: ``(text, continued)``, ``continued`` when it is not the
+#: line's first piece.
+Piece: TypeAlias = tuple[str, bool]
 
 
 def _cut(data: bytes | bytearray, start: int, limit: int) -> int:
@@ -191,11 +189,11 @@ class LineSplitter:
         start = 0
         while len(line) - start > limit:
             cut = _cut(line, start, limit)
-            out.append(Piece(_decode(line[start:cut]), self._continued))
+            out.append((_decode(line[start:cut]), self._continued))
             self._continued = True
             start = cut
         if final:
-            out.append(Piece(_decode(line[start:]), self._continued))
+            out.append((_decode(line[start:]), self._continued))
             self._continued = False
             return len(line)
         return start
@@ -216,12 +214,15 @@ class LineSplitter:
             lines[0] = bytes(self._buf)
             self._buf.clear()
         limit = self._max
-        for line in lines:
-            if len(line) <= limit:
-                out.append(Piece(line.decode("utf-8", "replace"), self._continued))
-                self._continued = False
-            else:
-                self._pieces_of(line, out, final=True)
+        if not self._continued and max(map(len, lines)) <= limit:  # the usual case
+            out = [(line.decode("utf-8", "replace"), False) for line in lines]
+        else:
+            for line in lines:
+                if len(line) <= limit:
+                    out.append((line.decode("utf-8", "replace"), self._continued))
+                    self._continued = False
+                else:
+                    self._pieces_of(line, out, final=True)
         self._buf += data[nl + 1 :]
         if len(self._buf) > limit:
             del self._buf[: self._pieces_of(self._buf, out, final=False)]
@@ -245,7 +246,7 @@ def split_lines(data: bytes, *, max_line_bytes: int = MAX_LINE_BYTES) -> list[st
     splitter = LineSplitter(max_line_bytes=max_line_bytes)
     pieces = splitter.feed(data)
     pieces.extend(splitter.flush())
-    return [p.text for p in pieces]
+    return [text for text, _ in pieces]
 
 
 # -- kubelet timestamps -------------------------------------------------------------
@@ -276,6 +277,8 @@ def parse_rfc3339_ns(text: str) -> int:
         if len(_epoch_cache) > 4096:
             _epoch_cache.clear()
         _epoch_cache[head] = secs
+    if len(text) == 30 and text[29] == "Z" and text[19] == "." and text[20:29].isdigit():
+        return secs * _NS + int(text[20:29])  # kubelet's usual shape: fast path
     i = 19
     frac = 0
     if text[i] == ".":
@@ -334,8 +337,17 @@ class KubeletLineParser:
 
     def _parse(self, pieces: list[Piece]) -> list[tuple[int, str]]:
         out: list[tuple[int, str]] = []
+        cache = _epoch_cache
         for text, continued in pieces:
             if not continued:
+                # Fast path for kubelet's usual "2026-11-22T03:04:05.123456789Z " prefix.
+                if len(text) > 30 and text[30] == " " and text[29] == "Z" and text[19] == ".":
+                    secs = cache.get(text[:19])
+                    frac = text[20:29]
+                    if secs is not None and frac.isdigit():
+                        self._last = secs * _NS + int(frac)
+                        out.append((self._last, text[31:]))
+                        continue
                 parsed = parse_kubelet_line(text)
                 if parsed is not None:
                     self._last, text = parsed
