@@ -490,19 +490,24 @@ class Store:
                 continue
             obj = self._objects[resource][key][0]
             owners = obj["metadata"].get("ownerReferences") or ()
-            if not any(self._uid_exists(o.get("uid")) for o in owners if o.get("uid") != uid):
+            if any(self._uid_exists(o.get("uid")) for o in owners if o.get("uid") != uid):
+                self._drop_owner_reference(resource, key, uid)  # as the GC removes dangling ones
+            else:
                 self.delete(resource, key[0], key[1], "Background")
 
     def _orphan_dependents(self, uid: str) -> None:
         for resource, key in self._dependents(uid):
-            current = self._objects[resource][key][0]
-            orphaned = _copy(current)
-            orphaned["metadata"]["ownerReferences"] = [
-                o for o in current["metadata"]["ownerReferences"] if o.get("uid") != uid
-            ]
-            if not orphaned["metadata"]["ownerReferences"]:
-                del orphaned["metadata"]["ownerReferences"]
-            self._commit("MODIFIED", resource, key, orphaned, current)
+            self._drop_owner_reference(resource, key, uid)
+
+    def _drop_owner_reference(self, resource: str, key: _Key, uid: str) -> None:
+        current = self._objects[resource][key][0]
+        updated = _copy(current)
+        updated["metadata"]["ownerReferences"] = [
+            o for o in current["metadata"]["ownerReferences"] if o.get("uid") != uid
+        ]
+        if not updated["metadata"]["ownerReferences"]:
+            del updated["metadata"]["ownerReferences"]
+        self._commit("MODIFIED", resource, key, updated, current)
 
     def _finish_foreground(self, uid: Any) -> None:
         """Remove an owner under Foreground deletion once its last dependent is gone."""
