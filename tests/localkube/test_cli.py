@@ -1,0 +1,81 @@
+"""``zwmd localkube`` as a process: port 0, the printed URL, a kubeconfig clients accept."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from kubernetes_asyncio import client, config
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+def localkube_process(tmp_path: Path) -> Iterator[tuple[str, Path]]:
+    kubeconfig = tmp_path / "kubeconfig"
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "zwmd",
+            "localkube",
+            "--port",
+            "0",
+            "--kubelet",
+            "none",
+            "--kubeconfig",
+            str(kubeconfig),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        lines = [process.stdout.readline() for _ in range(3)]
+        assert lines[0].startswith("localkube listening on http://127.0.0.1:")
+        url = lines[0].split()[-1]
+        assert lines[1] == f"port: {url.rsplit(':', 1)[1]}\n"
+        yield url, kubeconfig
+    finally:
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=10) == 0
+
+
+async def test_kubeconfig_works_with_kubernetes_asyncio(
+    localkube_process: tuple[str, Path],
+) -> None:
+    url, kubeconfig = localkube_process
+    api = await config.new_client_from_config(config_file=str(kubeconfig))
+    async with api:
+        assert api.configuration.host == url
+        core = client.CoreV1Api(api)
+        await core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name="cli")))
+        names = {n.metadata.name for n in (await core.list_namespace()).items}
+    assert names == {"default", "cli"}
+
+
+def test_kubeconfig_works_with_kubectl(localkube_process: tuple[str, Path]) -> None:
+    kubectl = shutil.which("kubectl")
+    if kubectl is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail("kubectl is missing (apt-get install kubernetes-client)")
+        pytest.skip("kubectl is not installed")
+    _, kubeconfig = localkube_process
+    env = {**os.environ, "KUBECONFIG": str(kubeconfig)}
+
+    def kubectl_run(*args: str) -> str:
+        done = subprocess.run([kubectl, *args], env=env, capture_output=True, text=True, timeout=30)
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    kubectl_run("create", "configmap", "settings", "--from-literal=a=b")
+    assert kubectl_run("get", "configmaps", "-o", "name").split() == ["configmap/settings"]
+    assert kubectl_run("get", "configmap", "settings", "-o", "jsonpath={.data.a}") == "b"
+    kubectl_run("delete", "configmap", "settings")
+    assert kubectl_run("get", "configmaps", "-o", "name").strip() == ""
