@@ -79,6 +79,8 @@ FAILURE_REASONS: tuple[str, ...] = (
 )
 BUILD_RESULTS: tuple[str, ...] = ("cache_hit", "built", "failed")
 WATCH_KINDS: tuple[str, ...] = ("Job", "Pod")
+# Watchers name what they watch by resource ("jobs"); the label carries the kind ("Job").
+_KIND_ALIASES = {"jobs": "Job", "job": "Job", "pods": "Pod", "pod": "Pod"}
 WATCH_EVENT_TYPES: tuple[str, ...] = ("ADDED", "MODIFIED", "DELETED", "BOOKMARK", "ERROR")
 WATCH_RESTART_CAUSES: tuple[str, ...] = ("410", "timeout", "error")
 LOG_STORE_OPERATIONS: tuple[str, ...] = ("append", "read", "follow", "checkpoint")
@@ -88,7 +90,7 @@ _PHASE_BUCKETS = (0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, 10
 # Kubernetes API calls: milliseconds to the apiserver's own 60 s request limit.
 _REQUEST_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 
-_NAME_RE = re.compile(r"^[A-Za-z0-9_.:/-]{1,63}$")
+_NAME_RE = re.compile(r"^[A-Za-z0-9_.:/+-]{1,63}$")
 
 
 def _bounded(value: str | None, allowed: Iterable[str], *, empty: str = NONE) -> str:
@@ -96,6 +98,11 @@ def _bounded(value: str | None, allowed: Iterable[str], *, empty: str = NONE) ->
     if value is None or value == "":
         return empty
     return value if value in allowed else OTHER
+
+
+def _kind(value: str) -> str:
+    """``Job``/``Pod`` from a kind or a resource name (``jobs``); else ``other``."""
+    return _bounded(_KIND_ALIASES.get(value, value), WATCH_KINDS)
 
 
 def _name(value: str) -> str:
@@ -331,8 +338,8 @@ class Metrics:
     # -- watches -----------------------------------------------------------------------
 
     def watch_event(self, kind: str, event_type: str) -> None:
-        """A watch event of ``kind`` (``Job``/``Pod``) and ``event_type`` (``ADDED``…)."""
-        bounded_kind = _bounded(kind, WATCH_KINDS)
+        """A watch event of ``kind`` (``Job``/``Pod``, or ``jobs``/``pods``) and ``event_type``."""
+        bounded_kind = _kind(kind)
         self._watch_events.labels(
             kind=bounded_kind, type=_bounded(event_type, WATCH_EVENT_TYPES)
         ).inc()
@@ -341,18 +348,18 @@ class Metrics:
     def watch_restart(self, kind: str, cause: str | int) -> None:
         """A watch stream of ``kind`` restarted because of ``cause`` (410, timeout, error)."""
         self._watch_restarts.labels(
-            kind=_bounded(kind, WATCH_KINDS), cause=_bounded(str(cause), WATCH_RESTART_CAUSES)
+            kind=_kind(kind), cause=_bounded(str(cause), WATCH_RESTART_CAUSES)
         ).inc()
 
     def watch_relist(self, kind: str) -> None:
         """``kind`` was listed in full (at start or after a 410)."""
-        bounded_kind = _bounded(kind, WATCH_KINDS)
+        bounded_kind = _kind(kind)
         self._relists.labels(kind=bounded_kind).inc()
         self._last_event[bounded_kind] = self._clock()
 
     def last_event_age(self, kind: str) -> float:
         """Seconds since the last event (or list) of ``kind``: what the gauge reports."""
-        bounded_kind = _bounded(kind, WATCH_KINDS)
+        bounded_kind = _kind(kind)
         return max(0.0, self._clock() - self._last_event.get(bounded_kind, self._started))
 
     # -- Kubernetes API ----------------------------------------------------------------

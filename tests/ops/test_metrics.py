@@ -63,7 +63,7 @@ def exercised(workload_id: str, clock: FakeClock | None = None) -> Metrics:
     metrics.build("built", 95.0)
     metrics.build("failed")
     metrics.watch_event("Job", "ADDED")
-    metrics.watch_event("Pod", "BOOKMARK")
+    metrics.watch_event("pods", "BOOKMARK")  # resource names map to kinds
     metrics.watch_restart("Job", 410)
     metrics.watch_restart("Pod", "timeout")
     metrics.watch_relist("Job")
@@ -140,6 +140,9 @@ def test_recorded_values() -> None:
     assert value("zwmd_workloads_finished", total, outcome="succeeded", reason="none") == 1
     assert value("zwmd_builds", "zwmd_builds_total", result="cache_hit") == 1
     assert value("zwmd_watch_restarts", "zwmd_watch_restarts_total", kind="Job", cause="410") == 1
+    events = "zwmd_watch_events_total"
+    assert value("zwmd_watch_events", events, kind="Pod", type="BOOKMARK") == 1
+    assert value("zwmd_watch_events", events, kind="Job", type="ADDED") == 1
     assert (
         value(
             "zwmd_kube_requests",
