@@ -35,12 +35,14 @@ from zwmd import systemd
 from zwmd.api import create_app
 from zwmd.daemon.operations import DaemonOperations
 from zwmd.engine.reactor import Reactor, ReactorTiming
+from zwmd.engine.states import State
 from zwmd.engine.workload import Transition, Workload
 from zwmd.kube import naming
 from zwmd.kube.client import KubeClient, load_api_client
 from zwmd.kube.instrumentation import instrument_api_client
 from zwmd.kube.jobs import PodPolicy
 from zwmd.kube.watching import Watcher, WatchTiming
+from zwmd.logs.pipeline import LogPipeline
 from zwmd.logs.store import LogKey, LogStore
 from zwmd.metrics import Metrics
 
@@ -74,11 +76,11 @@ class _Server(uvicorn.Server):
 
 
 class _Listener:
-    """Connects the reactor's news to metrics, and closes logs of finished attempts."""
+    """Connects the reactor's news to metrics, and completes logs of finished attempts."""
 
-    def __init__(self, metrics: Metrics, store: LogStore):
+    def __init__(self, metrics: Metrics, pipeline: LogPipeline | None = None):
         self.metrics = metrics
-        self.store = store
+        self.pipeline = pipeline
 
     def transitioned(self, workload: Workload, transition: Transition) -> None:
         if not transition.state_changed:
@@ -97,7 +99,14 @@ class _Listener:
         )
 
     async def finished(self, workload: Workload) -> None:
-        await self.store.close(LogKey(workload.id, workload.attempt))
+        if self.pipeline is None:
+            return
+        failure = None
+        if workload.state is State.FAILED:
+            failure = (workload.reason.value if workload.reason else "Failed", workload.message)
+        await self.pipeline.finish(
+            LogKey(workload.id, workload.attempt), workload.job_name, failure=failure
+        )
 
 
 def _bind_unix_socket(path: Path) -> socket.socket:
@@ -156,13 +165,21 @@ async def serve(
     api_client = await load_api_client(config.kubeconfig)
     instrument_api_client(api_client, metrics)
     kube = KubeClient(api_client, config.namespace)
+    listener = _Listener(metrics)
     reactor = Reactor(
         kube,
         max_active=config.max_active,
         ttl_seconds_after_finished=config.ttl_seconds_after_finished,
         timing=config.reactor_timing,
-        listener=_Listener(metrics, store),
+        listener=listener,
     )
+    listener.pipeline = LogPipeline(
+        kube,
+        store,
+        spawn=reactor.spawn,
+        on_stored=lambda lines, nbytes: metrics.log_stored(store.name, lines, nbytes),
+    )
+    reactor.subscribers.append(listener.pipeline)
     watchers = tuple(
         Watcher(kube, resource, naming.SELECTOR, reactor, config.watch_timing, metrics)
         for resource in ("jobs", "pods")

@@ -303,8 +303,10 @@ class Reactor:
             )
         self.listener.transitioned(workload, transition)
         if workload.state.is_terminal:
-            tracked.finished.set()
-            await self._finalize(tracked)
+            try:
+                await self._finalize(tracked)  # waiters see the end once the logs are complete
+            finally:
+                tracked.finished.set()
 
     async def _finalize(self, tracked: _Tracked) -> None:
         """Once terminal: let the logs flush, then hand the Job to Kubernetes' TTL."""
@@ -368,9 +370,11 @@ class Reactor:
         await self.kube.delete("jobs", workload.job_name, propagation="Background")
         if transition is not None:
             self.listener.transitioned(workload, transition)
-        tracked.finished.set()
-        await self._finalize(tracked)
         await self._admit()
+        try:
+            await self._finalize(tracked)
+        finally:
+            tracked.finished.set()
 
     async def wait(self, tracked: _Tracked, timeout: float) -> Workload:
         with anyio.move_on_after(timeout if math.isfinite(timeout) else None):
