@@ -7,7 +7,8 @@ Design notes:
   ``follow``). It holds no state of its own.
 - Messages posted for a workload (ZenML's ``log()``) go straight to the log store, even
   for ids zwmd has never seen: ZenML says "Starting pipeline run." before it asks for the
-  run. They are filed under the attempt the next run of that id will have.
+  run. They are filed under the workload's current attempt (the first before any run), so
+  a message sent after the run ended stays with that run.
 - Reading logs by an id that no workload has and that has no logs is a 404, resolved
   before the streaming response starts.
 """
@@ -26,6 +27,7 @@ from zwmd.engine.states import State
 from zwmd.engine.submitting import RunSpec, SpecConflict, submit_run
 from zwmd.kube.jobs import PodPolicy
 from zwmd.kube.watching import Watcher
+from zwmd.logs.merging import attempt_for_message
 from zwmd.logs.records import LogRecord, level_from_name, to_text, to_zenml
 from zwmd.logs.store import LogKey, LogStore
 from zwmd.metrics import Metrics
@@ -134,10 +136,8 @@ class DaemonOperations:
 
     async def log(self, id_or_alias: str, message: str, level: str) -> None:
         workload_id, attempt = self._log_owner(id_or_alias)
-        if attempt is None:
-            attempt = max(await self.logs_store.attempts(workload_id), default=1)
-        elif (tracked := self.reactor.resolve(id_or_alias)) and tracked.workload.is_terminal:
-            attempt += 1  # a message after the end belongs to the next attempt's preamble
+        if attempt is None:  # before the run exists (or for an id never run): latest or first
+            attempt = attempt_for_message(await self.logs_store.attempts(workload_id))
         record = LogRecord.at(
             datetime.now(UTC), ZWMD_SOURCE, level_from_name(level), message, attempt
         )

@@ -91,7 +91,10 @@ class ContainerLogFollower:
         async with stream:
             async for chunk in stream.response.content.iter_any():
                 await self._store(deduper(parser.feed(chunk)))
-        await self._store(deduper(parser.flush()))
+        if not follow:
+            # only the final fetch may store a last line without its newline: a stream
+            # that dropped mid-line replays that line whole when it resumes
+            await self._store(deduper(parser.flush()))
 
     async def _store(self, lines: list[tuple[int, str]]) -> None:
         if not lines:
