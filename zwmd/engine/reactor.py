@@ -36,7 +36,7 @@ from anyio.abc import TaskGroup
 
 from zwmd.engine.queueing import admit
 from zwmd.engine.reasons import observe
-from zwmd.engine.workload import Transition, Workload
+from zwmd.engine.workload import RecordError, Transition, Workload
 from zwmd.kube import naming
 from zwmd.kube.client import KubeClient, KubeError, Obj
 from zwmd.kube.watching import WatchHandler
@@ -200,7 +200,11 @@ class Reactor:
         labels = job["metadata"].get("labels") or {}
         if labels.get(naming.LABEL_KIND) != naming.KIND_RUNNER:
             return
-        workload = Workload.from_job(job)
+        try:
+            workload = Workload.from_job(job)
+        except RecordError as exc:
+            log.warning("ignoring Job %s: %s", job["metadata"].get("name"), exc)
+            return
         current = self.tracked.get(workload.id)
         if current is None or workload.attempt > current.workload.attempt:
             self.track(workload)
