@@ -492,33 +492,9 @@ class JobController:
         self._failed_create[uid] = self._record(job, "Warning", "FailedCreate", message)
 
     def _record(self, job: JsonDict, kind: str, reason: str, message: str) -> str:
-        meta = job["metadata"]
-        name = f"{meta['name']}.{time.time_ns():x}"
-        stamp = rules.now_rfc3339(time.time())
-        event = {
-            "apiVersion": "v1",
-            "kind": "Event",
-            "metadata": {"name": name, "namespace": meta["namespace"]},
-            "involvedObject": {
-                "apiVersion": "batch/v1",
-                "kind": "Job",
-                "namespace": meta["namespace"],
-                "name": meta["name"],
-                "uid": meta["uid"],
-                "resourceVersion": meta.get("resourceVersion"),
-            },
-            "reason": reason,
-            "message": message,
-            "type": kind,
-            "source": {"component": "job-controller"},
-            "reportingComponent": "job-controller",
-            "reportingInstance": "",
-            "firstTimestamp": stamp,
-            "lastTimestamp": stamp,
-            "count": 1,
-        }
+        event = rules.event_for(job, kind, reason, message, time.time_ns())
         try:
-            self._store.create("events", meta["namespace"], event)
+            self._store.create("events", job["metadata"]["namespace"], event)
         except ApiError as error:
-            logger.debug("event for job %s: %s", meta["name"], error.message)
-        return name
+            logger.debug("event for job %s: %s", job["metadata"]["name"], error.message)
+        return str(event["metadata"]["name"])

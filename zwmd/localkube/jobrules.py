@@ -234,3 +234,31 @@ def wanted_completions(spec: JsonDict) -> int | None:
         return int(completions)
     parallelism = spec.get("parallelism")
     return 1 if parallelism is None or int(parallelism) == 1 else None
+
+
+def event_for(job: JsonDict, kind: str, reason: str, message: str, now_ns: int) -> JsonDict:
+    """An Event about ``job`` as the job controller's event recorder writes it."""
+    meta = job["metadata"]
+    stamp = now_rfc3339(now_ns / 1e9)
+    return {
+        "apiVersion": "v1",
+        "kind": "Event",
+        "metadata": {"name": f"{meta['name']}.{now_ns:x}", "namespace": meta["namespace"]},
+        "involvedObject": {
+            "apiVersion": "batch/v1",
+            "kind": "Job",
+            "namespace": meta["namespace"],
+            "name": meta["name"],
+            "uid": meta["uid"],
+            "resourceVersion": meta.get("resourceVersion"),
+        },
+        "reason": reason,
+        "message": message,
+        "type": kind,
+        "source": {"component": "job-controller"},
+        "reportingComponent": "job-controller",
+        "reportingInstance": "",
+        "firstTimestamp": stamp,
+        "lastTimestamp": stamp,
+        "count": 1,
+    }

@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 
+from zwmd.localkube.jobrules import event_for
 from zwmd.localkube.kubelets import podstatus
 
 if TYPE_CHECKING:
@@ -254,28 +255,5 @@ class ScriptedKubelet:
     def failed_create_event(self, namespace: str, job: str, message: str) -> JsonDict:
         """A ``FailedCreate`` Warning Event on Job ``job``, as the job controller records it."""
         obj = self._store.get("jobs", namespace, job)
-        stamp = podstatus.now()
-        return self._store.create(
-            "events",
-            namespace,
-            {
-                "metadata": {"name": f"{job}.{time.time_ns():x}", "namespace": namespace},
-                "involvedObject": {
-                    "apiVersion": "batch/v1",
-                    "kind": "Job",
-                    "namespace": namespace,
-                    "name": job,
-                    "uid": obj["metadata"]["uid"],
-                    "resourceVersion": obj["metadata"].get("resourceVersion"),
-                },
-                "reason": "FailedCreate",
-                "message": message,
-                "type": "Warning",
-                "source": {"component": "job-controller"},
-                "reportingComponent": "job-controller",
-                "reportingInstance": "",
-                "firstTimestamp": stamp,
-                "lastTimestamp": stamp,
-                "count": 1,
-            },
-        )
+        event = event_for(obj, "Warning", "FailedCreate", message, time.time_ns())
+        return self._store.create("events", namespace, event)
