@@ -36,6 +36,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="run pod commands as host processes, let tests script pod states, or no kubelet",
     )
     parser.add_argument(
+        "--no-job-controller",
+        action="store_true",
+        help="do not run the Job controller (Jobs then stay as written: for benchmarks)",
+    )
+    parser.add_argument(
         "--bookmark-interval", type=float, default=5.0, help="seconds between watch bookmarks"
     )
 
@@ -45,6 +50,7 @@ async def _serve(args: argparse.Namespace) -> None:
         args.host,
         args.port,
         kubelet=None if args.kubelet == "none" else args.kubelet,
+        job_controller=not args.no_job_controller,
         bookmark_interval=args.bookmark_interval,
     )
     async with anyio.create_task_group() as group:

@@ -22,6 +22,7 @@ Design notes:
 
 from __future__ import annotations
 
+import bisect
 import datetime
 import secrets
 import uuid
@@ -81,6 +82,7 @@ class Store:
 
     def __init__(self, *, history_size: int = 10_000) -> None:
         self._objects: dict[str, dict[_Key, tuple[JsonDict, bytes]]] = {r: {} for r in RESOURCES}
+        self._sorted_keys: dict[str, list[_Key]] = {}  # per resource, rebuilt after add/remove
         self._revision = 0
         self._listeners: list[Listener] = []
         self._watchers: dict[str, set[WatchStream]] = {r: set() for r in RESOURCES}
@@ -144,11 +146,16 @@ class Store:
         predicate = combined_predicate(resource, label_selector, field_selector)
         self._type(resource)
         objects = self._objects[resource]
-        keys = sorted(objects)
+        keys = self._sorted_keys.get(resource)
+        if keys is None:
+            keys = self._sorted_keys[resource] = sorted(objects)
+        start = bisect.bisect_right(keys, after) if after is not None else 0
         if namespace and self._type(resource).namespaced:
-            keys = [key for key in keys if key[0] == namespace]
-        if after is not None:
-            keys = [key for key in keys if key > after]
+            start = max(start, bisect.bisect_left(keys, (namespace, "")))
+            end = bisect.bisect_left(keys, (namespace + "\x00", ""))
+        else:
+            end = len(keys)
+        keys = keys[start:end]
         selected: list[_Key] = []
         remaining = 0
         for key in keys:
@@ -193,7 +200,7 @@ class Store:
         predicate = combined_predicate(resource, label_selector, field_selector)
         initial: list[WatchEvent] = []
         if not resource_version or resource_version == "0":
-            for key, (obj, encoded) in sorted(self._objects[resource].items()):
+            for key, (obj, encoded) in self._objects[resource].items():  # creation order
                 if namespace and key[0] != namespace:
                     continue
                 if predicate is None or predicate(obj):
@@ -259,7 +266,10 @@ class Store:
         stored: JsonDict = orjson.loads(encoded)
         if event_type == "DELETED":
             self._objects[resource].pop(key, None)
+            self._sorted_keys.pop(resource, None)
         else:
+            if key not in self._objects[resource]:
+                self._sorted_keys.pop(resource, None)
             self._objects[resource][key] = (stored, encoded)
         self._emit(event_type, resource, key, stored, encoded, old)
         return obj

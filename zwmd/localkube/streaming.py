@@ -28,7 +28,7 @@ from aiohttp import web
 from zwmd.localkube.admission import RESOURCES
 from zwmd.localkube.errors import ApiError, bad_request
 from zwmd.localkube.store import Store
-from zwmd.localkube.watching import event_line
+from zwmd.localkube.watching import WatchEvent, event_line
 
 _MAX_WRITE = 1 << 20  # split very large batches (e.g. a huge initial list) into ~1 MiB writes
 
@@ -115,7 +115,7 @@ async def watch(
             if batch is None:
                 break
             if batch:
-                await _write_lines(response, [event.line for event in batch])
+                await _write_events(response, batch)
             elif next_bookmark is not None and loop_time() >= next_bookmark:
                 bookmark = {
                     "kind": kind.kind,
@@ -132,15 +132,17 @@ async def watch(
     return response
 
 
-async def _write_lines(response: web.StreamResponse, lines: list[bytes]) -> None:
-    start, size = 0, 0
-    for index, line in enumerate(lines):
-        size += len(line)
+async def _write_events(response: web.StreamResponse, events: list[WatchEvent]) -> None:
+    parts: list[bytes] = []
+    size = 0
+    for event in events:
+        parts.extend(event.wire_parts())
+        size += len(event.encoded)
         if size >= _MAX_WRITE:
-            await response.write(b"".join(lines[start : index + 1]))
-            start, size = index + 1, 0
-    if start < len(lines):
-        await response.write(b"".join(lines[start:]))
+            await response.write(b"".join(parts))
+            parts, size = [], 0
+    if parts:
+        await response.write(b"".join(parts))
 
 
 async def pod_log(
