@@ -312,3 +312,21 @@ async def test_failed_job_with_ttl_is_deleted(kube: Any) -> None:
                 break
             await anyio.sleep(0.02)
     assert await pod_names(api, "gone") == []
+
+
+async def test_ttl_counts_from_the_moment_the_job_finished(kube: Any) -> None:
+    localkube, kubelet, api = kube
+    await client.BatchV1Api(api).create_namespaced_job(
+        NS, manifest("one", ttlSecondsAfterFinished=1)
+    )
+    kubelet.succeed(NS, await kubelet.wait_for_pod(NS, "one"))
+    await until(api, "one", is_true("Complete"))
+    finished = anyio.current_time()
+    await anyio.sleep(0.7)
+    assert [j["metadata"]["name"] for j in localkube.store.objects("jobs")] == ["one"]
+    with anyio.fail_after(3):
+        while True:
+            if not list(localkube.store.objects("jobs")):
+                break
+            await anyio.sleep(0.02)
+    assert anyio.current_time() - finished >= 0.95

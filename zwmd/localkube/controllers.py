@@ -79,6 +79,7 @@ class JobController:
         self._counts: dict[str, list[int]] = {}  # job uid -> [succeeded, failed]
         self._suspending: set[str] = set()  # pod uids deleted because their Job was suspended
         self._started: dict[str, float] = {}  # job uid -> precise start (deadlines)
+        self._finished: dict[str, float] = {}  # job uid -> precise finish (TTL)
         self._not_before: dict[str, float] = {}  # job uid -> earliest next pod (backoff)
         self._failed_create: dict[str, str] = {}  # job uid -> FailedCreate Event name
         self._dirty: dict[Key, None] = {}
@@ -120,6 +121,7 @@ class JobController:
             self._counted.pop(uid, None)
             self._counts.pop(uid, None)
             self._started.pop(uid, None)
+            self._finished.pop(uid, None)
             self._not_before.pop(uid, None)
             self._failed_create.pop(uid, None)
             self._dirty.pop(key, None)
@@ -228,6 +230,7 @@ class JobController:
                     rules.set_condition(status, "Failed", "True", *failure, stamp)
                     self._event(job, "Warning", failure[0], failure[1])
                     finished = True
+                    self._finished[uid] = now
             elif success:
                 rules.set_condition(
                     status, "SuccessCriteriaMet", "True", *rules.COMPLETIONS_REACHED, stamp
@@ -241,6 +244,7 @@ class JobController:
                     status["completionTime"] = stamp
                     self._event(job, "Normal", "Completed", "Job completed")
                     finished = True
+                    self._finished[uid] = now
             elif spec.get("suspend"):
                 if not rules.has_condition(status, "Suspended"):
                     rules.set_condition(
@@ -448,7 +452,9 @@ class JobController:
         ttl = (job.get("spec") or {}).get("ttlSecondsAfterFinished")
         if ttl is None:
             return None
-        finished_at = rules.parse_rfc3339(status.get("completionTime"))
+        finished_at = self._finished.get(str(job["metadata"]["uid"]))
+        if finished_at is None:
+            finished_at = rules.parse_rfc3339(status.get("completionTime"))
         if finished_at is None:
             condition = rules.find_condition(status, "Failed") or {}
             finished_at = rules.parse_rfc3339(condition.get("lastTransitionTime"))
