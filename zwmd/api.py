@@ -6,7 +6,8 @@ Design notes:
   ``detail`` names the field), asks the :class:`Operations` behind it, and renders the
   workload as :meth:`zwmd.engine.workload.Workload.to_api` defines it. It owns no state.
 - Authentication: a bearer token on TCP. ``/healthz``, ``/readyz`` and ``/metrics`` need
-  none (probes and scrapers). Over a Unix socket (created 0600 by the daemon) the file
+  none (probes and scrapers); :func:`create_probe_app` serves only those three, for the
+  metrics listener that kubelets and Prometheus reach from other hosts. Over a Unix socket (created 0600 by the daemon) the file
   permissions are the authentication, and no token is asked.
 - Ids: a run is submitted under a UUID; everywhere else an id may also be an alias (the
   ``--run_id``/``--snapshot_id`` values from the run's arguments), because ZenML asks for
@@ -97,6 +98,47 @@ class Operations(Protocol):
     def metrics_exposition(self) -> tuple[bytes, str]: ...
 
 
+def _add_probes(app: FastAPI, ops: Operations) -> None:
+    """``/healthz``, ``/readyz`` and ``/metrics``: no token, no secret, cheap.
+
+    They are ``async``: answered on the event loop itself, so a loop that is stuck cannot
+    answer at all (the probe times out and fails), and one that is merely slow is
+    measured by ``ops.healthy()``.
+    """
+
+    @app.get("/healthz", tags=["probes"])
+    async def healthz() -> JSONResponse:
+        ok, why = ops.healthy()
+        return JSONResponse(status_code=200 if ok else 503, content={"ok": ok, "detail": why})
+
+    @app.get("/readyz", tags=["probes"])
+    async def readyz() -> JSONResponse:
+        ready = ops.ready
+        detail = "ready" if ready else "watches have not listed, or the apiserver is unreachable"
+        return JSONResponse(
+            status_code=200 if ready else 503, content={"ok": ready, "detail": detail}
+        )
+
+    @app.get("/metrics", tags=["probes"])
+    async def metrics() -> Response:
+        body, content_type = ops.metrics_exposition()
+        return Response(content=body, media_type=content_type)
+
+
+def create_probe_app(ops: Operations) -> FastAPI:
+    """Only the probes and ``/metrics``: what ``ZWMD_METRICS_PORT`` serves to kubelets and
+    scrapers, on an address they can reach. No workload is visible or writable there."""
+    app = FastAPI(
+        title="zwmd probes",
+        version=__version__,
+        openapi_url=None,
+        docs_url=None,
+        redoc_url=None,
+    )
+    _add_probes(app, ops)
+    return app
+
+
 def create_app(ops: Operations, *, token: str | None) -> FastAPI:
     """The API application for ``ops``; ``token`` (if any) is required on every /v1 call."""
 
@@ -123,23 +165,7 @@ def create_app(ops: Operations, *, token: str | None) -> FastAPI:
     async def conflict(_: Request, exc: Conflict) -> JSONResponse:
         return JSONResponse(status_code=409, content={"detail": str(exc)})
 
-    @app.get("/healthz", tags=["probes"])
-    def healthz() -> JSONResponse:
-        ok, why = ops.healthy()
-        return JSONResponse(status_code=200 if ok else 503, content={"ok": ok, "detail": why})
-
-    @app.get("/readyz", tags=["probes"])
-    def readyz() -> JSONResponse:
-        ready = ops.ready
-        detail = "ready" if ready else "watches have not listed, or the apiserver is unreachable"
-        return JSONResponse(
-            status_code=200 if ready else 503, content={"ok": ready, "detail": detail}
-        )
-
-    @app.get("/metrics", tags=["probes"])
-    def metrics() -> Response:
-        body, content_type = ops.metrics_exposition()
-        return Response(content=body, media_type=content_type)
+    _add_probes(app, ops)
 
     @app.post("/v1/workloads/{workload_id}/run", status_code=202, dependencies=v1)
     async def run(workload_id: uuid.UUID, body: RunRequest, response: Response) -> dict[str, Any]:

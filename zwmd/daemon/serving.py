@@ -4,7 +4,16 @@ Design notes (uvicorn's config / server / cli split, anyio's structured concurre
 
 - :func:`serve` owns one task group with everything that runs: (localkube in local mode,)
   the reactor, the two watchers (Jobs and Pods: never more, however many workloads), the
-  HTTP API, an optional metrics listener, the systemd watchdog and the signal handler.
+  HTTP API, an optional metrics listener, the plugins' lifecycle hooks, the systemd
+  watchdog and the signal handler.
+- The metrics listener (``ZWMD_METRICS_PORT`` on ``ZWMD_METRICS_HOST``) serves only
+  ``/metrics``, ``/healthz`` and ``/readyz`` (:func:`zwmd.api.create_probe_app`): it is
+  meant to be reached from other hosts (kubelets, Prometheus), so nothing else is there.
+- Metrics from the reactor's news (:class:`_Listener`): transitions, and the phase
+  histograms from the workload's own timestamps (queue wait: submitted → admitted; start:
+  the Job's start → running; run: running → finished). After every list of Jobs the
+  per-state gauge is recounted from the reactor's view, so workloads adopted after a
+  restart show in ``zwmd_workloads{state}``. A single daemon is its own leader.
 - Start-up order: the API listens first (so ``/readyz`` can say "not yet" instead of the
   connection being refused), then the reactor and watchers start; ``READY=1`` goes to
   systemd once both watches have listed.
@@ -25,20 +34,23 @@ import socket
 import time
 from collections.abc import Generator
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 
 import anyio
+import pluggy
 import uvicorn
 from anyio.abc import TaskStatus
 
 from zwmd import systemd
-from zwmd.api import create_app
+from zwmd.api import create_app, create_probe_app
+from zwmd.daemon.notifying import HookNotifier
 from zwmd.daemon.operations import DaemonOperations
 from zwmd.engine.reactor import Reactor, ReactorTiming
 from zwmd.engine.states import State
 from zwmd.engine.workload import Transition, Workload
 from zwmd.kube import naming
-from zwmd.kube.client import KubeClient, load_api_client
+from zwmd.kube.client import KubeClient, Obj, load_api_client
 from zwmd.kube.instrumentation import instrument_api_client
 from zwmd.kube.jobs import PodPolicy
 from zwmd.kube.watching import Watcher, WatchTiming
@@ -62,6 +74,7 @@ class DaemonConfig:
     api_socket: Path | None = None
     api_token: str | None = None
     metrics_port: int | None = None
+    metrics_host: str = "0.0.0.0"
     kubeconfig: str | None = None
     reactor_timing: ReactorTiming = field(default_factory=ReactorTiming)
     watch_timing: WatchTiming = field(default_factory=WatchTiming)
@@ -76,11 +89,19 @@ class _Server(uvicorn.Server):
 
 
 class _Listener:
-    """Connects the reactor's news to metrics, and completes logs of finished attempts."""
+    """Connects the reactor's news to metrics and hooks, and completes logs of finished
+    attempts."""
 
-    def __init__(self, metrics: Metrics, pipeline: LogPipeline | None = None):
+    def __init__(
+        self,
+        metrics: Metrics,
+        pipeline: LogPipeline | None = None,
+        hooks: HookNotifier | None = None,
+    ):
         self.metrics = metrics
         self.pipeline = pipeline
+        self.hooks = hooks
+        self._running_since: dict[tuple[str, int], datetime] = {}
 
     def transitioned(self, workload: Workload, transition: Transition) -> None:
         if not transition.state_changed:
@@ -90,6 +111,10 @@ class _Listener:
             transition.state.value,
             reason=transition.reason.value if transition.reason else None,
         )
+        if workload.kind == naming.KIND_RUNNER:
+            self._observe_phases(workload, transition)
+        if self.hooks is not None:
+            self.hooks.notify(workload.to_api(), transition.previous.value, transition.state.value)
         log.info(
             "workload %s: %s -> %s%s",
             workload.id,
@@ -97,6 +122,26 @@ class _Listener:
             transition.state.value,
             f" ({transition.reason.value}: {transition.message})" if transition.reason else "",
         )
+
+    def _observe_phases(self, workload: Workload, transition: Transition) -> None:
+        """The phase histograms, from the workload's timestamps (never negative)."""
+        key = (workload.id, workload.attempt)
+        previous, state, at = transition.previous, transition.state, transition.at
+        if previous is State.QUEUED and state in (State.STARTING, State.RUNNING):
+            self.metrics.queue_wait(_seconds(workload.submitted_at, at))
+        if state is State.RUNNING:
+            self._running_since[key] = at
+            if workload.started_at is not None:
+                self.metrics.start_duration(_seconds(workload.started_at, at))
+        if state.is_terminal:
+            running_since = self._running_since.pop(key, None)
+            ran = previous is State.RUNNING or (
+                previous is State.STARTING and state is State.SUCCEEDED
+            )
+            since = running_since or workload.started_at  # a daemon restarted meanwhile
+            if ran and since is not None:
+                end = workload.finished_at or at
+                self.metrics.run_duration(state.value, _seconds(since, end))
 
     async def finished(self, workload: Workload) -> None:
         if self.pipeline is None:
@@ -107,6 +152,34 @@ class _Listener:
         await self.pipeline.finish(
             LogKey(workload.id, workload.attempt), workload.job_name, failure=failure
         )
+
+
+def _seconds(start: datetime, end: datetime) -> float:
+    return max(0.0, (end - start).total_seconds())
+
+
+class _WorkloadGauge:
+    """Recounts ``zwmd_workloads{state}`` from the reactor's view after a list of Jobs."""
+
+    def __init__(self, reactor: Reactor, metrics: Metrics):
+        self.reactor = reactor
+        self.metrics = metrics
+
+    async def on_listed(self, resource: str, items: list[Obj]) -> None:
+        if resource == "jobs":
+            self.metrics.set_workloads(workload_counts(self.reactor))
+
+    async def on_event(self, resource: str, event_type: str, obj: Obj) -> None:
+        pass
+
+
+def workload_counts(reactor: Reactor) -> dict[str, int]:
+    """How many workloads the reactor tracks, by state."""
+    counts: dict[str, int] = {}
+    for tracked in reactor.tracked.values():
+        state = tracked.workload.state.value
+        counts[state] = counts.get(state, 0) + 1
+    return counts
 
 
 def _bind_unix_socket(path: Path) -> socket.socket:
@@ -158,14 +231,20 @@ async def serve(
     store: LogStore,
     *,
     metrics: Metrics | None = None,
+    plugins: pluggy.PluginManager | None = None,
     task_status: TaskStatus[DaemonOperations] = anyio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Run the daemon until cancelled or signalled; reports its operations when ready."""
+    """Run the daemon until cancelled or signalled; reports its operations when ready.
+
+    :param plugins: whose ``zwmd_workload_state_changed`` hooks to call (None: none).
+    """
     metrics = metrics or Metrics()
+    metrics.set_leader(True)  # one daemon: it leads (leader election is the HA work's)
     api_client = await load_api_client(config.kubeconfig)
     instrument_api_client(api_client, metrics)
     kube = KubeClient(api_client, config.namespace)
-    listener = _Listener(metrics)
+    hooks = HookNotifier(plugins, metrics)
+    listener = _Listener(metrics, hooks=hooks)
     reactor = Reactor(
         kube,
         max_active=config.max_active,
@@ -180,6 +259,7 @@ async def serve(
         on_stored=lambda lines, nbytes: metrics.log_stored(store.name, lines, nbytes),
     )
     reactor.subscribers.append(listener.pipeline)
+    reactor.subscribers.append(_WorkloadGauge(reactor, metrics))
     watchers = tuple(
         Watcher(kube, resource, naming.SELECTOR, reactor, config.watch_timing, metrics)
         for resource in ("jobs", "pods")
@@ -196,8 +276,8 @@ async def serve(
     servers = [server]
     metrics_sockets: list[socket.socket] = []
     if config.metrics_port is not None:
-        metrics_app = create_app(ops, token=config.api_token)
-        metrics_sockets.append(_bind_tcp(config.api_host, config.metrics_port))
+        metrics_app = create_probe_app(ops)
+        metrics_sockets.append(_bind_tcp(config.metrics_host, config.metrics_port))
         servers.append(
             _Server(
                 uvicorn.Config(metrics_app, log_level="warning", lifespan="off", access_log=False)
@@ -207,15 +287,14 @@ async def serve(
         async with anyio.create_task_group() as tg:
             tg.start_soon(_handle_signals, tg.cancel_scope, servers)
             tg.start_soon(lag.run)
+            tg.start_soon(hooks.run)
             tg.start_soon(server.serve, sockets)
             if metrics_sockets:
                 tg.start_soon(servers[1].serve, metrics_sockets)
             await tg.start(reactor.run)
             for watcher in watchers:  # each returns once it has listed
                 await tg.start(_run_watcher, watcher)
-            interval = systemd.watchdog_interval()
-            if interval:
-                tg.start_soon(_watchdog, interval, ops)
+            tg.start_soon(systemd.run_watchdog, lambda: ops.healthy()[0])
             systemd.ready("watching")
             log.info("zwmd ready: %s", _where(config))
             task_status.started(ops)
@@ -236,13 +315,6 @@ async def _run_watcher(
     await watcher.run(task_status=task_status)
 
 
-async def _watchdog(interval: float, ops: DaemonOperations) -> None:
-    while True:
-        if ops.healthy()[0]:
-            systemd.watchdog_ping()
-        await anyio.sleep(interval)
-
-
 async def _handle_signals(scope: anyio.CancelScope, servers: list[_Server]) -> None:
     with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
         async for signum in signals:
@@ -257,5 +329,10 @@ async def _handle_signals(scope: anyio.CancelScope, servers: list[_Server]) -> N
 
 def _where(config: DaemonConfig) -> str:
     if config.api_socket:
-        return f"API on unix:{config.api_socket}, namespace {config.namespace}"
-    return f"API on http://{config.api_host}:{config.api_port}, namespace {config.namespace}"
+        where = f"API on unix:{config.api_socket}"
+    else:
+        where = f"API on http://{config.api_host}:{config.api_port}"
+    if config.metrics_port is not None:
+        host = f"[{config.metrics_host}]" if ":" in config.metrics_host else config.metrics_host
+        where += f", metrics and probes on http://{host}:{config.metrics_port}"
+    return f"{where}, namespace {config.namespace}"

@@ -55,6 +55,7 @@ def daemon_config(settings: Settings, *, kubeconfig: str | None) -> DaemonConfig
         api_socket=settings.api_socket,
         api_token=settings.api_token_value(),
         metrics_port=settings.metrics_port,
+        metrics_host=settings.metrics_host,
         kubeconfig=kubeconfig,
         reactor_timing=ReactorTiming(
             image_pull_grace=timedelta(seconds=settings.image_pull_grace_seconds),
@@ -94,11 +95,11 @@ async def run(settings: Settings, manager: pluggy.PluginManager, local: bool) ->
         async with local_cluster(
             settings.state_dir, settings.namespace, settings.service_account
         ) as kubeconfig:
-            await serve(daemon_config(settings, kubeconfig=str(kubeconfig)), store, metrics=metrics)
+            config = daemon_config(settings, kubeconfig=str(kubeconfig))
+            await serve(config, store, metrics=metrics, plugins=manager)
     else:
-        await serve(
-            daemon_config(settings, kubeconfig=_first_kubeconfig(settings)), store, metrics=metrics
-        )
+        config = daemon_config(settings, kubeconfig=_first_kubeconfig(settings))
+        await serve(config, store, metrics=metrics, plugins=manager)
 
 
 def main(*, local: bool, environ: Any = None) -> int:

@@ -15,18 +15,26 @@ Design notes (the watch loop is split from processing, as in kopf):
 - 429 and 5xx back off exponentially with jitter, honouring ``Retry-After``; a
   connection error backs off the same way. The backoff resets after a good list or
   stream.
-- ``seconds_since_progress`` tells a health probe whether the loop is alive: it grows
-  only while nothing arrives *and* no reconnect attempt is being made.
+- Liveness for the health probe: before every wait the loop says how long that wait may
+  last (a list or opening a stream: ``inactivity_timeout``; a stream: the inactivity
+  timeout, after which it reconnects itself; a back-off: its delay), plus
+  ``liveness_grace``. ``seconds_overdue()`` is how far past that the loop is: 0 while it
+  lists, streams, reconnects or backs off as designed, and growing only when it is stuck
+  (a handler that never returns, a request that never ends). Reconnecting is not stuck.
+- ``reachable`` is False from a failed request (no connection, or 5xx) until the next
+  request that succeeds: the readiness probe's "the apiserver is unreachable".
 """
 
 from __future__ import annotations
 
+import math
 import random
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+import aiohttp
 import anyio
 import orjson
 from anyio.abc import TaskStatus
@@ -71,6 +79,7 @@ class WatchTiming:
     inactivity_timeout: float = 150.0  # no event or bookmark this long: reconnect
     backoff_initial: float = 0.5
     backoff_max: float = 30.0
+    liveness_grace: float = 60.0  # how late past an expected wake-up counts as stuck
 
 
 class _Expired(Exception):
@@ -94,12 +103,22 @@ class Watcher:
     reachable: bool = False  # the last request to the apiserver succeeded
     last_progress: float = field(default_factory=time.monotonic)
     _backoff: float = 0.0
+    _due: float = math.inf  # when the loop must show life again (inf: not running)
 
     def seconds_since_progress(self) -> float:
+        """Seconds since the loop last did something (listed, connected, got a line)."""
         return time.monotonic() - self.last_progress
 
-    def _progress(self) -> None:
-        self.last_progress = time.monotonic()
+    def seconds_overdue(self) -> float:
+        """How long past its expected next sign of life the loop is: > 0 means stuck."""
+        return max(0.0, time.monotonic() - self._due)
+
+    def _progress(self, expect: float | None = None) -> None:
+        """A sign of life; the next one is due within ``expect`` seconds (plus the grace)."""
+        now = time.monotonic()
+        self.last_progress = now
+        wait = self.timing.inactivity_timeout if expect is None else expect
+        self._due = now + wait + self.timing.liveness_grace
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         """Run forever; signals ``task_status`` once the first list was delivered."""
@@ -135,11 +154,12 @@ class Watcher:
         delay = self._backoff * random.uniform(0.5, 1.0)
         if retry_after is not None:
             delay = max(delay, retry_after)
-        self._progress()
+        self._progress(expect=delay)
         await self.sleep(delay)
         self._progress()
 
     async def _list(self) -> None:
+        self._progress()
         items, version = await self.kube.list(self.resource, label_selector=self.label_selector)
         self.reachable = True
         self._backoff = 0.0
@@ -150,24 +170,29 @@ class Watcher:
         self.listed = True
 
     async def _stream(self) -> None:
-        stream = await self.kube.watch(
-            self.resource,
-            resource_version=self.resource_version,
-            label_selector=self.label_selector,
-            timeout_seconds=self.timing.server_timeout,
-        )
+        self._progress()
+        with anyio.fail_after(self.timing.inactivity_timeout):  # the headers never came
+            stream = await self.kube.watch(
+                self.resource,
+                resource_version=self.resource_version,
+                label_selector=self.label_selector,
+                timeout_seconds=self.timing.server_timeout,
+            )
         self.reachable = True
         self._backoff = 0.0
-        self._progress()
         async with stream:
             lines = stream.lines().__aiter__()
             while True:
+                self._progress()
                 with anyio.fail_after(self.timing.inactivity_timeout):
                     try:
                         line = await lines.__anext__()
                     except StopAsyncIteration:
                         return  # the server ended the stream: resume from where we are
-                self._progress()
+                    except (aiohttp.ClientError, OSError) as exc:  # cut mid-stream
+                        raise KubeError(
+                            0, "Unreachable", f"watch {self.resource}: {exc!r}"
+                        ) from exc
                 await self._dispatch(orjson.loads(line))
 
     async def _dispatch(self, event: dict[str, Any]) -> None:

@@ -275,6 +275,11 @@ class Settings(BaseSettings):
         "ZWMD_STATE_DIR", "/var/lib/zwmd", Path("/var/lib/zwmd")
     )
     metrics_port: Port | None = _var("ZWMD_METRICS_PORT", "9390", None)
+    # All addresses: the metrics listener exists for scrapers and kubelets on other hosts
+    # (the API stays on loopback or its socket); it serves no secret and takes no write.
+    metrics_host: Annotated[str, BeforeValidator(ev.parse_host)] = _var(
+        "ZWMD_METRICS_HOST", "0.0.0.0", "0.0.0.0"
+    )
     log_store: Annotated[str, BeforeValidator(_parse_store)] = _var(
         "ZWMD_LOG_STORE", "file", "file"
     )

@@ -294,6 +294,8 @@ class _Resolver:
             and metrics_port == api_port
         ):
             self.problem("metrics_port", f"must differ from ZWMD_API_PORT ({api_port})")
+        if self.has("metrics_host") and not self.has("metrics_port"):
+            self.out.notes.append("ZWMD_METRICS_HOST is ignored: ZWMD_METRICS_PORT is not set")
 
 
 def resolve(variables: Mapping[str, tuple[str, str]], data: Mapping[str, Any]) -> Resolved:
