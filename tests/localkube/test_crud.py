@@ -285,3 +285,32 @@ async def test_core_kinds_round_trip(kube_api_client: ApiClient, kube_namespace:
     deleted = await core.delete_namespaced_secret("sec", kube_namespace)
     assert deleted.status == "Success"
     assert (await api_error(core.read_namespaced_secret("sec", kube_namespace))).status == 404
+
+
+async def test_immutable_fields_are_refused_as_on_a_real_cluster(
+    private_kube: tuple[LocalKube, ApiClient],
+) -> None:
+    batch, core = client.BatchV1Api(private_kube[1]), client.CoreV1Api(private_kube[1])
+    await batch.create_namespaced_job("default", job("imm", suspend=True))
+    relabel = {"spec": {"template": {"metadata": {"labels": {"extra": "ok"}}}}}
+    relabelled = await batch.patch_namespaced_job("imm", "default", relabel)
+    assert relabelled.spec.template.metadata.labels["extra"] == "ok"
+    command = [
+        {"op": "replace", "path": "/spec/template/spec/containers/0/command", "value": ["false"]}
+    ]
+    error = await api_error(batch.patch_namespaced_job("imm", "default", command))
+    assert error.status == 422
+    assert status_of(error)["details"]["causes"][0]["field"] == "spec.template"
+    pod = client.V1Pod(
+        metadata=client.V1ObjectMeta(name="imm-pod"),
+        spec=client.V1PodSpec(containers=[client.V1Container(name="c", image="one")]),
+    )
+    await core.create_namespaced_pod("default", pod)
+    new_image = [{"op": "replace", "path": "/spec/containers/0/image", "value": "two"}]
+    assert (await core.patch_namespaced_pod("imm-pod", "default", new_image)).spec.containers[
+        0
+    ].image == "two"
+    new_command = [{"op": "add", "path": "/spec/containers/0/command", "value": ["x"]}]
+    assert (
+        await api_error(core.patch_namespaced_pod("imm-pod", "default", new_command))
+    ).status == 422

@@ -11,6 +11,10 @@ Design notes:
 * :func:`validate` rejects, with 422 Invalid and per-field causes, what a real server
   would: names that are not DNS-1123, a Job without a template or containers, a Job
   template whose ``restartPolicy`` is ``Always``, a Pod without containers.
+  :func:`validate_update` refuses changes to immutable fields: a Job's selector and
+  template (only labels, annotations and scheduling directives of a suspended Job may
+  change), a Pod's spec (all but images, deadlines and tolerations), so a client that
+  would fail on a real cluster fails here too.
 """
 
 from __future__ import annotations
@@ -133,6 +137,64 @@ def validate(resource: str, obj: JsonDict) -> None:
             )
     if causes:
         raise invalid(kind, resource, name, causes)
+
+
+_SCHEDULING_DIRECTIVES = ("nodeSelector", "tolerations", "affinity", "schedulingGates")
+_POD_MUTABLE = ("activeDeadlineSeconds", "tolerations", "terminationGracePeriodSeconds")
+
+
+def _without(spec: Any, keys: tuple[str, ...]) -> Any:
+    return {k: v for k, v in spec.items() if k not in keys} if isinstance(spec, dict) else spec
+
+
+def _immutable_template_view(spec: JsonDict, suspended: bool) -> Any:
+    """The part of a Job's template that may not change (less when suspended)."""
+    template = spec.get("template") or {}
+    if not suspended:
+        return template
+    metadata = _without(template.get("metadata") or {}, ("labels", "annotations"))
+    return {"metadata": metadata, "spec": _without(template.get("spec"), _SCHEDULING_DIRECTIVES)}
+
+
+def _pod_view(spec: Any) -> Any:
+    view = _without(spec, _POD_MUTABLE)
+    if isinstance(view, dict):
+        for field in ("containers", "initContainers"):
+            if isinstance(view.get(field), list):
+                view[field] = [_without(c, ("image",)) for c in view[field]]
+    return view
+
+
+def validate_update(resource: str, old: JsonDict, new: JsonDict) -> None:
+    """Raise 422 for changes a real apiserver refuses: immutable Job and Pod fields."""
+    name = new["metadata"]["name"]
+    old_spec, new_spec = old.get("spec") or {}, new.get("spec") or {}
+    causes: list[tuple[str, str, str]] = []
+    if resource == "jobs":
+        for field in ("selector", "completionMode", "podFailurePolicy"):
+            if old_spec.get(field) != new_spec.get(field):
+                causes.append((f"spec.{field}", "FieldValueInvalid", "field is immutable"))
+        suspended = bool(old_spec.get("suspend")) and bool(new_spec.get("suspend"))
+        if _immutable_template_view(old_spec, suspended) != _immutable_template_view(
+            new_spec, suspended
+        ):
+            causes.append(("spec.template", "FieldValueInvalid", "field is immutable"))
+    elif resource == "pods" and _pod_view(old_spec) != _pod_view(
+        # binding a pod to a node (the scheduler's one write) sets nodeName once
+        new_spec if old_spec.get("nodeName") else _without(new_spec, ("nodeName",))
+    ):
+        causes.append(
+            (
+                "spec",
+                "FieldValueForbidden",
+                "Forbidden: pod updates may not change fields other than "
+                "`spec.containers[*].image`, `spec.initContainers[*].image`, "
+                "`spec.activeDeadlineSeconds`, `spec.tolerations` (only additions to existing "
+                "tolerations), `spec.terminationGracePeriodSeconds`",
+            )
+        )
+    if causes:
+        raise invalid(RESOURCES[resource].kind, resource, name, causes)
 
 
 def default(resource: str, obj: JsonDict) -> None:

@@ -32,7 +32,13 @@ from typing import Any
 import orjson
 
 from zwmd.localkube import errors
-from zwmd.localkube.admission import RESOURCES, ResourceType, default, validate
+from zwmd.localkube.admission import (
+    RESOURCES,
+    ResourceType,
+    default,
+    validate,
+    validate_update,
+)
 from zwmd.localkube.errors import ApiError, JsonDict, bad_request
 from zwmd.localkube.patching import apply_patch
 from zwmd.localkube.selectors import combined_predicate
@@ -372,6 +378,7 @@ class Store:
             if kind.generation and updated.get("spec") != current.get("spec"):
                 metadata["generation"] = current["metadata"].get("generation", 1) + 1
             validate(resource, updated)
+            validate_update(resource, current, updated)
         updated["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"]
         if updated == current:
             return _copy(current)  # a no-op update does not bump the resourceVersion

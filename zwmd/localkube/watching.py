@@ -9,6 +9,8 @@ Design notes:
 * A :class:`WatchStream` is fed synchronously by the store (one event loop, no locks) and
   drained in batches: while the server writes one batch, the next accumulates, so a fast
   producer costs one write per batch rather than one per event.
+* A watcher that falls more than :data:`MAX_PENDING` events behind is closed; its client
+  resumes from its last version (or re-lists after 410), as with a real apiserver.
 * Selector transitions follow the apiserver: an object that stops matching a watcher's
   selector is sent as ``DELETED``, one that starts matching as ``ADDED``.
 * :class:`History` keeps the last ``size`` events per resource. Resuming from a version
@@ -29,6 +31,7 @@ from zwmd.localkube.errors import expired
 JsonDict = dict[str, Any]
 Predicate = Callable[[JsonDict], bool]
 
+MAX_PENDING = 200_000  # queued live events after which a watcher is cut off
 _PREFIXES = {
     kind: b'{"type":"' + kind.encode() + b'","object":'
     for kind in ("ADDED", "MODIFIED", "DELETED", "BOOKMARK", "ERROR")
@@ -125,6 +128,8 @@ class WatchStream:
                 return
         self._pending.append(event)
         self._wakeup.set()
+        if len(self._pending) > MAX_PENDING:
+            self.close()  # too slow a reader: the apiserver ends such watches too
 
     def close(self) -> None:
         """End the stream: the consumer sees the end once it has drained what is queued."""
