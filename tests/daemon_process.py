@@ -38,12 +38,15 @@ class DaemonProcess:
     token: str
     state_dir: Path
     log_path: Path
+    socket: str | None = None
 
     def output(self) -> str:
         return self.log_path.read_text(errors="replace")
 
     def client_env(self) -> dict[str, str]:
         """The variables a client (the CLI, the ZenML adapter) needs to reach it."""
+        if self.socket:
+            return {"ZWMD_API_SOCKET": self.socket}
         return {"ZWMD_URL": self.url, "ZWMD_API_TOKEN": self.token}
 
     def stop(self, timeout: float = 15.0) -> int:
@@ -69,6 +72,7 @@ def start_daemon(
 
     ``command`` defaults to this interpreter's ``-m zwmd``; ``env`` is laid over a copy
     of the environment without any ``ZWMD_*`` or ``ZENML_*`` variable of the caller.
+    With ``ZWMD_API_SOCKET`` in ``env`` the daemon listens on that socket instead.
     """
     workdir.mkdir(parents=True, exist_ok=True)
     port = free_port()
@@ -88,7 +92,10 @@ def start_daemon(
         process = subprocess.Popen(
             argv, cwd=workdir, env=child_env, stdout=log, stderr=subprocess.STDOUT
         )
-    daemon = DaemonProcess(process, f"http://127.0.0.1:{port}", token, state_dir, log_path)
+    sock = child_env.get("ZWMD_API_SOCKET")
+    url = "http://zwmd" if sock else f"http://127.0.0.1:{port}"
+    daemon = DaemonProcess(process, url, token, state_dir, log_path, sock)
+    transport = httpx.HTTPTransport(uds=sock) if sock else None
     deadline = time.monotonic() + ready_timeout
     while True:
         if process.poll() is not None:
@@ -96,8 +103,9 @@ def start_daemon(
                 f"zwmd serve --local exited with {process.returncode}:\n{daemon.output()}"
             )
         try:
-            if httpx.get(f"{daemon.url}/readyz", timeout=2).status_code == 200:
-                return daemon
+            with httpx.Client(transport=transport, timeout=2) as probe:
+                if probe.get(f"{url}/readyz").status_code == 200:
+                    return daemon
         except httpx.TransportError:
             pass
         if time.monotonic() > deadline:
