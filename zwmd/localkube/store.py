@@ -12,18 +12,12 @@ Design notes:
   Pods), ``generateName``, ``deletionTimestamp`` while finalizers remain. A namespaced
   create needs its namespace to exist; ``default`` exists from the start and every new
   namespace gets a ``default`` ServiceAccount, as the controller-manager would create.
-* Deletion follows the garbage collector: ``Background`` deletes the object and then
-  dependents (``ownerReferences`` by uid) left without an owner; ``Foreground`` marks the
-  owner with ``deletionTimestamp`` and the ``foregroundDeletion`` finalizer, deletes its
-  dependents and removes the owner once none remain; ``Orphan`` strips the owner
-  reference from dependents. Pods are removed at once (this is the kubelet's confirmation
-  of a graceful deletion, which localkube's kubelets do not need to send).
+* Deletion and garbage collection live in :mod:`zwmd.localkube.deleting` (a base class).
 """
 
 from __future__ import annotations
 
 import bisect
-import datetime
 import secrets
 import uuid
 from collections.abc import Callable, Iterator
@@ -39,6 +33,7 @@ from zwmd.localkube.admission import (
     validate,
     validate_update,
 )
+from zwmd.localkube.deleting import Deletion, copy_object, now
 from zwmd.localkube.errors import ApiError, JsonDict, bad_request
 from zwmd.localkube.patching import apply_patch
 from zwmd.localkube.selectors import combined_predicate
@@ -48,19 +43,7 @@ __all__ = ["ApiError", "Listener", "Page", "Store"]
 
 Listener = Callable[[str, str, JsonDict, JsonDict | None], None]
 _Key = tuple[str, str]
-_Dependents = list[tuple[str, _Key]]
 _GENERATE_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
-FOREGROUND = "foregroundDeletion"
-ORPHAN = "orphan"
-
-
-def _now() -> str:
-    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _copy(obj: JsonDict) -> JsonDict:
-    copied: JsonDict = orjson.loads(orjson.dumps(obj))
-    return copied
 
 
 class Page:
@@ -83,7 +66,7 @@ class Page:
         self.remaining = remaining
 
 
-class Store:
+class Store(Deletion):
     """In-memory Kubernetes objects, keyed by plural resource name, namespace and name."""
 
     def __init__(self, *, history_size: int = 10_000) -> None:
@@ -259,7 +242,7 @@ class Store:
         for stream in tuple(self._watchers[resource]):
             stream.offer(event, old)
         for listener in tuple(self._listeners):
-            listener(event_type, resource, orjson.loads(encoded), _copy(old) if old else None)
+            listener(event_type, resource, orjson.loads(encoded), copy_object(old) if old else None)
 
     # --- writing ----------------------------------------------------------------------
 
@@ -282,7 +265,7 @@ class Store:
 
     def create(self, resource: str, namespace: str | None, obj: JsonDict) -> JsonDict:
         kind = self._type(resource)
-        obj = _copy(obj)
+        obj = copy_object(obj)
         metadata = obj.setdefault("metadata", {})
         if not isinstance(metadata, dict):
             raise bad_request("metadata must be an object")
@@ -324,7 +307,7 @@ class Store:
             raise errors.already_exists(resource, name)
         obj["kind"], obj["apiVersion"] = kind.kind, kind.api_version
         metadata["uid"] = str(uuid.uuid4())
-        metadata["creationTimestamp"] = _now()
+        metadata["creationTimestamp"] = now()
         for transient in ("resourceVersion", "deletionTimestamp", "deletionGracePeriodSeconds"):
             metadata.pop(transient, None)
         if kind.generation:
@@ -349,10 +332,10 @@ class Store:
         self._check_version(resource, name, obj, current)
         key = self._key(resource, namespace, name)
         if status_only:
-            updated = _copy(current)
-            updated["status"] = _copy(obj.get("status") or {})
+            updated = copy_object(current)
+            updated["status"] = copy_object(obj.get("status") or {})
         else:
-            updated = _copy(obj)
+            updated = copy_object(obj)
             metadata = updated.setdefault("metadata", {})
             if metadata.get("name", name) != name:
                 raise bad_request("the name of the object does not match the name on the URL")
@@ -381,7 +364,7 @@ class Store:
             validate_update(resource, current, updated)
         updated["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"]
         if updated == current:
-            return _copy(current)  # a no-op update does not bump the resourceVersion
+            return copy_object(current)  # a no-op update does not bump the resourceVersion
         result = self._commit("MODIFIED", resource, key, updated, current)
         if updated["metadata"].get("deletionTimestamp") and not updated["metadata"].get(
             "finalizers"
@@ -405,7 +388,7 @@ class Store:
     ) -> JsonDict:
         """PATCH the object (or only its ``.status`` when ``status``)."""
         current, _ = self._stored(resource, namespace, name)
-        patched = apply_patch(_copy(current), patch, content_type)
+        patched = apply_patch(copy_object(current), patch, content_type)
         if (
             patched.get("metadata", {}).get("resourceVersion")
             == current["metadata"]["resourceVersion"]
@@ -427,132 +410,6 @@ class Store:
         if resource_version:
             body["metadata"]["resourceVersion"] = resource_version
         return self._update(resource, namespace, name, body, status_only=True)
-
-    # --- deleting ---------------------------------------------------------------------
-
-    def delete(
-        self,
-        resource: str,
-        namespace: str | None,
-        name: str,
-        propagation: str = "Background",
-        grace_period_seconds: int | None = None,
-        *,
-        resource_version: str | None = None,
-    ) -> JsonDict:
-        """Delete with a propagation policy; returns the object as last stored.
-
-        The object stays (with ``deletionTimestamp``) while finalizers remain, including
-        ``foregroundDeletion`` while Foreground dependents exist.
-        """
-        if propagation not in ("Background", "Foreground", "Orphan"):
-            raise bad_request(f"Unsupported propagationPolicy {propagation!r}")
-        current, _ = self._stored(resource, namespace, name)
-        if resource_version and resource_version != current["metadata"]["resourceVersion"]:
-            raise errors.conflict(resource, name)
-        key = self._key(resource, namespace, name)
-        uid = current["metadata"]["uid"]
-        if propagation == "Orphan":
-            self._orphan_dependents(uid)
-        if resource == "namespaces":
-            self._delete_namespace_contents(name)
-        finalizers = list(current["metadata"].get("finalizers") or [])
-        if propagation == "Foreground" and FOREGROUND not in finalizers and self._dependents(uid):
-            finalizers.append(FOREGROUND)
-        if not finalizers:
-            return self._remove(resource, key)
-        marked = _copy(current)
-        marked["metadata"]["finalizers"] = finalizers
-        if not marked["metadata"].get("deletionTimestamp"):
-            marked["metadata"]["deletionTimestamp"] = _now()
-            marked["metadata"]["deletionGracePeriodSeconds"] = grace_period_seconds or 0
-        result = self._commit("MODIFIED", resource, key, marked, current)
-        if FOREGROUND in finalizers:
-            for dep_resource, dep_key in self._dependents(uid):
-                if dep_key in self._objects[dep_resource]:
-                    self.delete(dep_resource, dep_key[0], dep_key[1], "Foreground")
-            self._finish_foreground(uid)
-        return result
-
-    def _remove(self, resource: str, key: _Key) -> JsonDict:
-        current, _ = self._objects[resource][key]
-        gone = _copy(current)
-        result = self._commit("DELETED", resource, key, gone, current)
-        self._collect_garbage(current["metadata"]["uid"])
-        for owner in current["metadata"].get("ownerReferences") or ():
-            self._finish_foreground(owner.get("uid"))
-        return result
-
-    def _dependents(self, uid: str) -> _Dependents:
-        found = []
-        for resource, objects in self._objects.items():
-            for key, (obj, _) in objects.items():
-                for owner in obj["metadata"].get("ownerReferences") or ():
-                    if owner.get("uid") == uid:
-                        found.append((resource, key))
-                        break
-        return found
-
-    def _uid_exists(self, uid: str) -> bool:
-        return any(
-            obj["metadata"]["uid"] == uid
-            for objects in self._objects.values()
-            for obj, _ in objects.values()
-        )
-
-    def _collect_garbage(self, uid: str) -> None:
-        """Background GC: delete dependents whose owners are all gone."""
-        for resource, key in self._dependents(uid):
-            if key not in self._objects[resource]:
-                continue
-            obj = self._objects[resource][key][0]
-            owners = obj["metadata"].get("ownerReferences") or ()
-            if any(self._uid_exists(o.get("uid")) for o in owners if o.get("uid") != uid):
-                self._drop_owner_reference(resource, key, uid)  # as the GC removes dangling ones
-            else:
-                self.delete(resource, key[0], key[1], "Background")
-
-    def _orphan_dependents(self, uid: str) -> None:
-        for resource, key in self._dependents(uid):
-            self._drop_owner_reference(resource, key, uid)
-
-    def _drop_owner_reference(self, resource: str, key: _Key, uid: str) -> None:
-        current = self._objects[resource][key][0]
-        updated = _copy(current)
-        updated["metadata"]["ownerReferences"] = [
-            o for o in current["metadata"]["ownerReferences"] if o.get("uid") != uid
-        ]
-        if not updated["metadata"]["ownerReferences"]:
-            del updated["metadata"]["ownerReferences"]
-        self._commit("MODIFIED", resource, key, updated, current)
-
-    def _finish_foreground(self, uid: Any) -> None:
-        """Remove an owner under Foreground deletion once its last dependent is gone."""
-        for resource, objects in self._objects.items():
-            for key, (obj, _) in list(objects.items()):
-                metadata = obj["metadata"]
-                if metadata["uid"] != uid or FOREGROUND not in (metadata.get("finalizers") or ()):
-                    continue
-                if self._dependents(uid):
-                    return
-                released = _copy(obj)
-                released["metadata"]["finalizers"] = [
-                    f for f in metadata["finalizers"] if f != FOREGROUND
-                ]
-                if not released["metadata"]["finalizers"]:
-                    del released["metadata"]["finalizers"]
-                self._commit("MODIFIED", resource, key, released, obj)
-                if not released["metadata"].get("finalizers"):
-                    self._remove(resource, key)
-                return
-
-    def _delete_namespace_contents(self, namespace: str) -> None:
-        for resource, kind in RESOURCES.items():
-            if not kind.namespaced:
-                continue
-            for key in [k for k in self._objects[resource] if k[0] == namespace]:
-                if key in self._objects[resource]:
-                    self._remove(resource, key)
 
     def objects(self, resource: str) -> Iterator[JsonDict]:
         """Copies of every stored object of ``resource`` (for tests and debugging)."""
