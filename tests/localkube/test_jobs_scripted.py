@@ -330,3 +330,20 @@ async def test_ttl_counts_from_the_moment_the_job_finished(kube: Any) -> None:
                 break
             await anyio.sleep(0.02)
     assert anyio.current_time() - finished >= 0.95
+
+
+async def test_on_failure_restarts_count_against_the_backoff_limit(kube: Any) -> None:
+    _, kubelet, api = kube
+    body = manifest("crash", backoffLimit=1)
+    body["spec"]["template"]["spec"]["restartPolicy"] = "OnFailure"
+    await client.BatchV1Api(api).create_namespaced_job(NS, body)
+    pod = await kubelet.wait_for_pod(NS, "crash")
+    kubelet.waiting(NS, pod, reason="CrashLoopBackOff")
+    await anyio.sleep(0.1)
+    assert not is_true("FailureTarget")(await read_job(api, "crash"))
+
+    kubelet.waiting(NS, pod, reason="CrashLoopBackOff")
+
+    job = await until(api, "crash", is_true("Failed"))
+    assert condition(job, "Failed").reason == "BackoffLimitExceeded"
+    assert await pod_names(api, "crash") == []

@@ -22,7 +22,8 @@ Design notes:
 * A command that cannot be started terminates the container at once: exit code 127
   (not found) or 126 (not executable), reason ``StartError``, the error as ``message``.
 * A Secret or ConfigMap that is missing leaves the container waiting with
-  ``CreateContainerConfigError`` and is retried every ``retry_interval`` seconds.
+  ``CreateContainerConfigError``; it is retried when any Secret or ConfigMap changes,
+  and every ``retry_interval`` seconds.
 * ``restartPolicy: OnFailure``/``Always`` restart the container after a back-off
   (``CrashLoopBackOff`` while waiting), counting ``restartCount`` and keeping the last
   instance's log as ``previous``.
@@ -105,6 +106,7 @@ class ProcessKubelet:
         self._restart_backoff = restart_backoff
         self._shutdown_grace = shutdown_grace
         self._runs: dict[Key, _PodRun] = {}
+        self._config_changed: anyio.Event  # set when a Secret or ConfigMap changes (in run())
 
     def processes(self) -> dict[Key, int]:
         """The pid of every running container process, by (namespace, pod)."""
@@ -118,10 +120,14 @@ class ProcessKubelet:
         send, receive = anyio.create_memory_object_stream[tuple[str, JsonDict]](math.inf)
 
         def listener(event_type: str, resource: str, obj: JsonDict, old: JsonDict | None) -> None:
-            if resource == "pods":
+            if resource in ("secrets", "configmaps"):
+                self._config_changed.set()  # waiting containers look again at once
+                self._config_changed = anyio.Event()
+            elif resource == "pods":
                 with contextlib.suppress(anyio.ClosedResourceError, anyio.BrokenResourceError):
                     send.send_nowait((event_type, obj))
 
+        self._config_changed = anyio.Event()
         self._store.add_listener(listener)
         try:
             async with anyio.create_task_group() as tg:
@@ -227,7 +233,8 @@ class ProcessKubelet:
                 )
                 if not self._write(key, run, status):
                     return
-                await anyio.sleep(self._retry_interval)
+                with anyio.move_on_after(self._retry_interval):
+                    await self._config_changed.wait()
                 continue
             except ApiError as error:
                 if error.code == 404:
