@@ -314,3 +314,32 @@ async def test_immutable_fields_are_refused_as_on_a_real_cluster(
     assert (
         await api_error(core.patch_namespaced_pod("imm-pod", "default", new_command))
     ).status == 422
+
+
+async def test_log_of_a_missing_pod_is_404(kube_api_client: ApiClient, kube_namespace: str) -> None:
+    core = client.CoreV1Api(kube_api_client)
+    error = await api_error(core.read_namespaced_pod_log("ghost", kube_namespace))
+    assert error.status == 404
+    assert status_of(error)["details"] == {"name": "ghost", "kind": "pods"}
+
+
+async def test_discovery_lists_the_served_resources(kube_api_client: ApiClient) -> None:
+    groups = await client.ApisApi(kube_api_client).get_api_versions()
+    assert {g.name for g in groups.groups} >= {
+        "batch",
+        "coordination.k8s.io",
+        "authorization.k8s.io",
+    }
+    batch = await client.BatchV1Api(kube_api_client).get_api_resources()
+    assert {r.name for r in batch.resources} == {"jobs", "jobs/status"}
+    core = await client.CoreV1Api(kube_api_client).get_api_resources()
+    assert {
+        "pods",
+        "pods/log",
+        "pods/status",
+        "secrets",
+        "configmaps",
+        "serviceaccounts",
+        "events",
+        "namespaces",
+    } <= {r.name for r in core.resources}
