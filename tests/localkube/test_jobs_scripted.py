@@ -347,3 +347,22 @@ async def test_on_failure_restarts_count_against_the_backoff_limit(kube: Any) ->
     job = await until(api, "crash", is_true("Failed"))
     assert condition(job, "Failed").reason == "BackoffLimitExceeded"
     assert await pod_names(api, "crash") == []
+
+
+async def test_a_work_queue_job_completes_once_one_pod_succeeded_and_the_rest_ended(
+    kube: Any,
+) -> None:
+    _, kubelet, api = kube
+    body = manifest("queue", parallelism=2)
+    body["spec"]["completions"] = None  # a work queue: no fixed number of completions
+    await client.BatchV1Api(api).create_namespaced_job(NS, body)
+    first = await kubelet.wait_for_pod(NS, "queue")
+    second = await kubelet.wait_for_pod(NS, "queue")
+    kubelet.succeed(NS, first)
+    job = await until(api, "queue", lambda j: j.status.succeeded == 1)
+    assert not is_true("Complete")(job)
+    assert job.status.active == 1
+    kubelet.succeed(NS, second)
+    job = await until(api, "queue", is_true("Complete"))
+    assert job.status.succeeded == 2
+    assert len(await pod_names(api, "queue")) == 2

@@ -19,9 +19,10 @@ Design notes:
   account, a backoff delay); those instants sit in a heap and the loop sleeps until the
   earliest. A TTL patched later makes the Job dirty, so the new value is re-read.
 * Counting is by pod uid and happens once: a pod that turns Succeeded or Failed, or
-  vanishes without reaching a terminal phase (deleted by someone else), is counted when
-  first seen so, whether it is still in the store or not. Pods the controller deletes
-  because the Job was suspended are never counted as failures.
+  vanishes without reaching a terminal phase (deleted by someone else), is counted the
+  first time it is seen so, whether it is still in the store or not. Pods the controller deletes
+  because the Job was suspended, or left over once it succeeded, are not counted as
+  failures; those it kills for a deadline or a failure are.
 * Status is written only when it differs from what is stored, and with the store's
   ``update_status`` (it changes nothing but ``.status``); every write is a watch event
   for every client, so redundant writes would flood them.
@@ -77,7 +78,7 @@ class JobController:
         self._gone: dict[str, list[JsonDict]] = {}  # job uid -> pods deleted before counted
         self._counted: dict[str, dict[str, str]] = {}  # job uid -> pod uid -> outcome
         self._counts: dict[str, list[int]] = {}  # job uid -> [succeeded, failed]
-        self._suspending: set[str] = set()  # pod uids deleted because their Job was suspended
+        self._uncounted: set[str] = set()  # pod uids deleted on suspension or after success
         self._started: dict[str, float] = {}  # job uid -> precise start (deadlines)
         self._finished: dict[str, float] = {}  # job uid -> precise finish (TTL)
         self._not_before: dict[str, float] = {}  # job uid -> earliest next pod (backoff)
@@ -224,7 +225,7 @@ class JobController:
             )
             if failure is not None:
                 rules.set_condition(status, "FailureTarget", "True", *failure, stamp)
-                self._delete_pods(active, suspending=False)
+                self._delete_pods(active, counted=True)
                 active = []
                 if not any(rules.is_terminating(p) for p in self._current(uid)):
                     rules.set_condition(status, "Failed", "True", *failure, stamp)
@@ -235,7 +236,7 @@ class JobController:
                 rules.set_condition(
                     status, "SuccessCriteriaMet", "True", *rules.COMPLETIONS_REACHED, stamp
                 )
-                self._delete_pods(active, suspending=False)
+                self._delete_pods(active, counted=False)
                 active = []
                 if not any(rules.is_terminating(p) for p in self._current(uid)):
                     rules.set_condition(
@@ -251,7 +252,7 @@ class JobController:
                         status, "Suspended", "True", "JobSuspended", "Job suspended", stamp
                     )
                     self._event(job, "Normal", "Suspended", "Job suspended")
-                self._delete_pods(active, suspending=True)
+                self._delete_pods(active, counted=False)
                 active = []
                 self._started.pop(uid, None)
             else:
@@ -326,9 +327,9 @@ class JobController:
                 continue
             if phase != "Failed" and not vanished:
                 continue
-            if pod_uid in self._suspending:
-                self._suspending.discard(pod_uid)
-                counted[pod_uid] = "suspended"
+            if pod_uid in self._uncounted:
+                self._uncounted.discard(pod_uid)
+                counted[pod_uid] = "removed"
                 continue
             action, message = rules.match_failure_policy(job, pod)
             if action == "Ignore":
@@ -436,11 +437,12 @@ class JobController:
             )
         return None
 
-    def _delete_pods(self, pods: list[JsonDict], *, suspending: bool) -> None:
+    def _delete_pods(self, pods: list[JsonDict], *, counted: bool) -> None:
+        """Delete pods; ``counted``: a pod deleted before it finished counts as failed."""
         for pod in pods:
             meta = pod["metadata"]
-            if suspending:
-                self._suspending.add(str(meta.get("uid")))
+            if not counted:
+                self._uncounted.add(str(meta.get("uid")))
             try:
                 self._store.delete("pods", meta["namespace"], meta["name"])
             except ApiError as error:
