@@ -65,6 +65,7 @@ class LocalKube:
         self.faults = Faults(self.store)
         pod_logs_class = _optional("zwmd.localkube.podlogs", "PodLogs")
         self.pod_logs: Any = pod_logs_class(self.store) if pod_logs_class else None
+        self.faults.pod_logs = self.pod_logs
         self.kubelet: Any = None
         if kubelet is not None:
             if kubelet not in _KUBELETS:

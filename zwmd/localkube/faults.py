@@ -9,6 +9,7 @@ Design notes:
   (``None`` matches anything) are answered with the status (429 carries ``Retry-After``,
   as the apiserver's priority-and-fairness does). ``latency`` delays every API request.
   ``drop_watches`` ends every open watch stream (the client sees the connection close);
+  ``drop_pod_logs`` cuts every open pod log read mid-response (the logs are kept);
   ``compact_history`` makes every resumed watch from an earlier version get 410.
 * ``deny(verb, resource)`` only affects SelfSubjectAccessReview answers (RBAC is not
   enforced on requests): it lets ``zwmd doctor`` be tested against missing permissions.
@@ -52,8 +53,10 @@ class FailureRule:
 class Faults:
     """Injected failures, latency, dropped watches, compaction and access denials."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, pod_logs: Any = None) -> None:
         self._store = store
+        #: the kubelets' :class:`~zwmd.localkube.podlogs.PodLogs` (set by ``LocalKube``)
+        self.pod_logs = pod_logs
         self.latency = 0.0
         self._rules: list[FailureRule] = []
         self._denied: set[tuple[str, str]] = set()
@@ -103,6 +106,10 @@ class Faults:
         """Close every open watch; returns how many there were."""
         return self._store.close_watches()
 
+    def drop_pod_logs(self) -> int:
+        """Cut every open pod log stream; returns how many container logs there were."""
+        return 0 if self.pod_logs is None else int(self.pod_logs.drop_streams())
+
     def compact_history(self) -> None:
         """Forget the watch history: resuming from any earlier version gives 410 Expired."""
         self._store.compact()
@@ -143,6 +150,9 @@ def routes(faults: Faults) -> list[web.RouteDef]:
     async def drop_watches(_: web.Request) -> web.Response:
         return ok(dropped=faults.drop_watches())
 
+    async def drop_pod_logs(_: web.Request) -> web.Response:
+        return ok(dropped=faults.drop_pod_logs())
+
     async def compact(_: web.Request) -> web.Response:
         faults.compact_history()
         return ok()
@@ -173,6 +183,7 @@ def routes(faults: Faults) -> list[web.RouteDef]:
 
     return [
         web.post("/localkube/faults/drop-watches", drop_watches),
+        web.post("/localkube/faults/drop-pod-logs", drop_pod_logs),
         web.post("/localkube/faults/compact", compact),
         web.post("/localkube/faults/fail-next", fail_next),
         web.post("/localkube/faults/latency", latency),

@@ -23,6 +23,9 @@ Design notes:
   not yet started container, or no previous instance) and raises the store's
   :class:`ApiError` *before* returning the iterator, so the route can answer with a
   proper ``Status`` before it starts a chunked response.
+* :meth:`PodLogs.drop_streams` (fault injection) cuts every open read: the response
+  ends early, while the container still runs, as when the apiserver's connection to the
+  kubelet breaks; the logs stay.
 * Timestamps are formatted like the kubelet's, RFC 3339 with exactly nine fractional
   digits (``2026-11-22T03:04:05.123456789Z``); the seconds part is cached.
 """
@@ -43,7 +46,7 @@ from zwmd.localkube.errors import ApiError, bad_request, not_found
 if TYPE_CHECKING:
     from zwmd.localkube.store import Store
 
-__all__ = ["PodLogs", "format_timestamp", "parse_timestamp"]
+__all__ = ["PodLogs", "StreamDropped", "format_timestamp", "parse_timestamp"]
 
 _CHUNK = 64 * 1024
 _RFC3339 = re.compile(
@@ -78,12 +81,17 @@ def format_timestamp(nanos: int) -> str:
     return f"{prefix}.{fraction:09d}Z"
 
 
+class StreamDropped(ConnectionResetError):
+    """An open log read was cut by :meth:`PodLogs.drop_streams` (the route ends it)."""
+
+
 class _Buffer:
     """The log of one container instance."""
 
-    __slots__ = ("changed", "ended", "lines", "partial", "stamps")
+    __slots__ = ("changed", "drops", "ended", "lines", "partial", "stamps")
 
     def __init__(self) -> None:
+        self.drops = 0  # bumped by PodLogs.drop_streams: open reads of this buffer end
         self.stamps: list[int] = []
         self.lines: list[bytes] = []
         self.partial = b""
@@ -194,6 +202,18 @@ class PodLogs:
                 if buffer is not None:
                     buffer.close()
 
+    def drop_streams(self) -> int:
+        """Cut every open read (fault injection); returns how many logs were touched."""
+        count = 0
+        for containers in self._pods.values():
+            for entry in containers.values():
+                for buffer in (entry.current, entry.previous):
+                    if buffer is not None:
+                        buffer.drops += 1
+                        buffer._wake()
+                        count += 1
+        return count
+
     def lines(
         self, namespace: str, pod: str, container: str, *, previous: bool = False
     ) -> list[bytes]:
@@ -287,9 +307,12 @@ async def _read(
     buffer: _Buffer, start: int, *, follow: bool, timestamps: bool
 ) -> AsyncIterator[bytes]:
     position = start
+    drops = buffer.drops
     while True:
         end = len(buffer.lines)
-        while position < end:
+        while position < end or buffer.drops != drops:
+            if buffer.drops != drops:
+                raise StreamDropped("localkube: pod log stream dropped (fault injection)")
             chunk: list[bytes] = []
             size = 0
             while position < end and size < _CHUNK:
