@@ -162,7 +162,7 @@ class DaemonOperations:
             raise NotFound(f"no workload and no logs for the id or alias {id_or_alias!r}")
         render = to_zenml if fmt == "zenml" else to_text
         if follow and attempt is not None and not self._terminal(workload_id):
-            records = self.logs_store.follow(workload_id)
+            records = _follow_attempt(self.logs_store, workload_id, attempt)
         else:
             records = self.logs_store.read(workload_id)
         return _lines(records, render, batch=1 if follow else 256)
@@ -177,6 +177,22 @@ def _counts(states: Iterable[str]) -> dict[str, int]:
     for state in states:
         counts[state] = counts.get(state, 0) + 1
     return counts
+
+
+async def _follow_attempt(
+    store: LogStore, workload_id: str, attempt: int
+) -> AsyncIterator[LogRecord]:
+    """The earlier attempts' records, then ``attempt``'s as they come, until it is closed.
+
+    The running attempt is followed by number: it may have no record yet (its pod has not
+    printed), and following the latest *stored* attempt would end with the previous one.
+    """
+    for earlier in await store.attempts(workload_id):
+        if earlier < attempt:
+            async for record in store.read(workload_id, attempt=earlier):
+                yield record
+    async for record in store.follow(workload_id, attempt=attempt):
+        yield record
 
 
 async def _lines(

@@ -14,6 +14,9 @@ Design notes:
 - Records are appended per received chunk (one append can hold thousands of lines), so
   the store's durability cost is paid per chunk, not per line.
 - A pod that is gone (404) ends the follower: what was stored is all there is.
+- A stream cut mid-response (aiohttp's ``ClientPayloadError``, a server that
+  disconnects) is a drop like any other: resume from the mark. Only what was framed
+  into complete lines was stored, so nothing half-received is kept.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+import aiohttp
 import anyio
 
 from zwmd.kube.client import KubeClient, KubeError
@@ -72,7 +76,7 @@ class ContainerLogFollower:
                 log.info("log stream of pod %s dropped (%s); resuming", self.pod, exc)
                 await anyio.sleep(self.retry_delay)
                 continue
-            except (OSError, TimeoutError, anyio.EndOfStream) as exc:
+            except (OSError, TimeoutError, anyio.EndOfStream, aiohttp.ClientError) as exc:
                 log.info("log stream of pod %s dropped (%r); resuming", self.pod, exc)
                 await anyio.sleep(self.retry_delay)
                 continue

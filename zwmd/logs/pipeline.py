@@ -11,7 +11,8 @@ Design notes:
   the pods were seen): the pods of a Job's retries run one after another anyway, and
   one writer per source keeps the store's resume mark exact.
 - :meth:`LogPipeline.finish` is what the reactor awaits before it gives a finished Job a
-  TTL: it waits until the pods were listed, until every follower of the Job has done its
+  TTL: it waits until the pods were listed, lists the Job's pods itself (the pod watch
+  may lag behind the Job watch) and waits until every follower of the Job has done its
   final fetch, appends the failure summary (reason, message and the last lines of the
   container) when the workload failed, and closes the attempt in the store, which ends
   every ``follow`` reader. Only then may Kubernetes' garbage collector take the pods.
@@ -29,7 +30,7 @@ from typing import Any
 import anyio
 
 from zwmd.kube import naming
-from zwmd.kube.client import KubeClient, Obj
+from zwmd.kube.client import KubeClient, KubeError, Obj
 from zwmd.logs.following import ContainerLogFollower
 from zwmd.logs.merging import message_records
 from zwmd.logs.records import LogRecord
@@ -39,6 +40,7 @@ log = logging.getLogger(__name__)
 
 SUMMARY_TAIL_LINES = 20
 _SOURCES = {naming.KIND_RUNNER: "runner", naming.KIND_BUILDER: "builder"}
+_JOB_NAME_LABEL = "batch.kubernetes.io/job-name"
 
 
 @dataclass
@@ -165,6 +167,7 @@ class LogPipeline:
         """Wait for the final lines of ``job_name``'s pods, add the failure summary, close."""
         with anyio.move_on_after(self.finish_timeout) as scope:
             await self.pods_listed.wait()
+            await self._catch_up(job_name)
             for follow in list(self.follows.values()):
                 if follow.job == job_name:
                     await follow.done.wait()
@@ -175,6 +178,24 @@ class LogPipeline:
         if failure is not None:
             await self._summarize(key, *failure)
         await self.store.close(key)
+
+    async def _catch_up(self, job_name: str) -> None:
+        """Follow every pod the Job has had, even those the pod watch has not shown yet.
+
+        The Job watch and the Pod watch are separate streams: a Job can be seen finished
+        before its pod was seen running (the pod watch reconnecting, say). Asking
+        Kubernetes for the Job's pods here means no pod's log is skipped for that.
+        """
+        try:
+            pods, _ = await self.kube.list("pods", label_selector=f"{_JOB_NAME_LABEL}={job_name}")
+        except KubeError as exc:
+            log.warning("logs of %s: cannot list its pods (%s)", job_name, exc)
+            return
+        for pod in pods:
+            name = pod["metadata"]["name"]
+            if name not in self.follows:
+                self.pods.setdefault(name, pod)
+                self._consider(pod)
 
     async def _summarize(self, key: LogKey, reason: str, message: str) -> None:
         tail: deque[str] = deque(maxlen=SUMMARY_TAIL_LINES)
