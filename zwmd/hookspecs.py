@@ -56,14 +56,60 @@ def zwmd_registry_credentials(
     """Return docker config ``auths`` for ``registry``, or ``None`` when this plugin has none.
 
     Used to push (builder Jobs), to pull (``imagePullSecrets`` of runner Jobs) and to
-    check whether an image exists. Credentials that expire must be refreshed by the
-    plugin before they do; the core asks again for every use.
+    check whether an image exists. Asked only when neither ``ZWMD_REGISTRY_CONFIG`` nor
+    ``ZWMD_REGISTRY_SECRET`` has credentials for the registry. An entry may carry
+    ``expires_at`` (seconds since the epoch, or RFC 3339): the core keeps the answer
+    until shortly before then (10 minutes, or half the remaining lifetime) and asks
+    again; without it, the answer is kept for 5 minutes. ``expires_at`` is never
+    written into a Secret.
 
     firstresult: the first plugin that knows the registry answers.
 
     :param settings: the daemon's validated settings.
     :param registry: the registry host, with a port when it has one.
     :return: ``{"<registry>": {"auth": "<base64 user:password>"}}``-style auths.
+    """
+
+
+@hookspec(firstresult=True)
+def zwmd_image_exists(
+    settings: Any, image: str, auths: dict[str, Any]
+) -> bool | Awaitable[bool | None] | None:
+    """Say whether ``image`` exists in its registry, so that no build is needed.
+
+    firstresult: the first plugin that answers ``True`` or ``False`` decides; ``None``
+    passes the question on. The builtin (tried last) speaks the OCI distribution API
+    (``HEAD /v2/<repo>/manifests/<tag>``, anonymous, Basic and Bearer token flows).
+    When every plugin answers ``None`` ("unknown", e.g. unreachable), zwmd builds.
+    Raise :class:`zwmd.build.registry.RegistryAuthError` when the registry refuses the
+    credentials: the build then fails at once with that message instead of pushing in vain.
+
+    :param settings: the daemon's validated settings.
+    :param image: the full image name, ``registry[:port]/repository:tag``.
+    :param auths: docker config ``auths`` for the image's registry (``{}`` when none).
+    :return: True, False, or None for unknown (or an awaitable of one of them).
+    """
+
+
+@hookspec(firstresult=True)
+def zwmd_builder_job(settings: Any, plan: Any) -> dict[str, Any] | Awaitable[Any] | None:
+    """Return the pod spec pieces of the builder Job for ``plan``.
+
+    firstresult: the first answer is used, so a plugin can replace kaniko (the builtin,
+    tried last) with another builder. The answer is merged into the builder pod's
+    spec over the core's defaults (``restartPolicy: Never``, the runner service account,
+    node selector, tolerations), so it must hold ``containers`` and may hold
+    ``volumes``, ``initContainers``, ``serviceAccountName`` and so on. The core keeps
+    the Job itself: its name, labels, deadline (``plan.timeout_seconds``), backoff
+    limit, and the ConfigMap ``plan.configmap_name`` (the Dockerfile under key
+    ``Dockerfile``) and the ``kubernetes.io/dockerconfigjson`` Secret
+    ``plan.secret_name`` (push credentials), both owned by the Job. The first container
+    that runs is the one whose log joins the workload's stream (source ``builder``).
+
+    :param settings: the daemon's validated settings.
+    :param plan: the :class:`zwmd.build.builder.BuildPlan` (destination image, Dockerfile,
+        Job name, registry, whether it is insecure, builder image, arguments, resources).
+    :return: a mapping of pod spec fields (or an awaitable of one), or None to pass.
     """
 
 

@@ -17,14 +17,16 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator, Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
 from zwmd.api import BuildRequest, Conflict, NotFound, RunRequest
+from zwmd.engine.building import ImageBuilds
 from zwmd.engine.reactor import Reactor
 from zwmd.engine.states import State
 from zwmd.engine.submitting import RunSpec, SpecConflict, submit_run
+from zwmd.engine.workload import Workload
 from zwmd.kube.jobs import PodPolicy
 from zwmd.kube.watching import Watcher
 from zwmd.logs.merging import attempt_for_message
@@ -48,6 +50,8 @@ class DaemonOperations:
     watchers: tuple[Watcher, ...]
     max_loop_lag: float = 5.0
     loop_lag: Callable[[], float] = lambda: 0.0
+    #: runner images: build workloads (ids shared with the runner that follows them)
+    images: ImageBuilds | None = None
 
     # -- probes -------------------------------------------------------------------------
     #
@@ -87,12 +91,22 @@ class DaemonOperations:
             environment=dict(request.environment),
             timeout_seconds=request.timeout_seconds,
         )
+        policy = self.policy
+        if self.images is not None:
+            try:
+                pulls = await self.images.pull_secrets(request.image)
+            except Exception as exc:  # the pull may need none; Kubernetes will say if it did
+                log.warning("pull credentials for %s: %s", request.image, exc)
+                pulls = []
+            if pulls:
+                policy = replace(policy, image_pull_secrets=(*policy.image_pull_secrets, *pulls))
         try:
-            workload, created = await submit_run(self.reactor, self.policy, workload_id, spec)
+            workload, created = await submit_run(self.reactor, policy, workload_id, spec)
         except SpecConflict as exc:
             raise Conflict(str(exc)) from exc
         if created:
-            self.metrics.transition(None, workload.state)
+            # counted as created (queued), though admission may have moved it on already
+            self.metrics.transition(None, State.QUEUED.value)
             # a new attempt replaces the previous one of that id: recount, not add
             self.metrics.set_workloads(
                 _counts(str(t.workload.state) for t in self.reactor.tracked.values())
@@ -100,26 +114,35 @@ class DaemonOperations:
         return workload.to_api(), created
 
     async def build(self, workload_id: str, request: BuildRequest) -> dict[str, Any]:
-        # Mode "no registry": the requested image name is the answer (see the images work).
-        now = datetime.now(UTC)
-        return {
-            "id": workload_id,
-            "state": State.SUCCEEDED.value,
-            "reason": None,
-            "message": "No build needed: no registry is configured.",
-            "image": request.image_name,
-            "job_name": None,
-            "created_at": now.isoformat(),
-            "started_at": None,
-            "finished_at": now.isoformat(),
-            "aliases": [],
-        }
+        if self.images is None:  # a daemon without images: the requested name is the answer
+            now = datetime.now(UTC)
+            workload = Workload(
+                id=workload_id,
+                kind="builder",
+                state=State.SUCCEEDED,
+                image=request.image_name,
+                message="No build needed: runner images are not configured.",
+                submitted_at=now,
+                finished_at=now,
+            )
+            return workload.to_api()
+        built = await self.images.request(
+            workload_id,
+            image_name=request.image_name,
+            dockerfile=request.dockerfile,
+            timeout_seconds=request.timeout_seconds,
+            reuse_images=dict(request.reuse_images),
+        )
+        return built.to_api()
 
     def _tracked(self, id_or_alias: str) -> Any:
+        """The runner workload of this id or alias, else its build workload."""
         tracked = self.reactor.resolve(id_or_alias)
-        if tracked is None:
-            raise NotFound(f"no workload has the id or alias {id_or_alias!r}")
-        return tracked
+        if tracked is not None:
+            return tracked
+        if self.images is not None and (record := self.images.resolve(id_or_alias)):
+            return record
+        raise NotFound(f"no workload has the id or alias {id_or_alias!r}")
 
     def get(self, id_or_alias: str) -> dict[str, Any]:
         api: dict[str, Any] = self._tracked(id_or_alias).workload.to_api()
@@ -129,15 +152,27 @@ class DaemonOperations:
         if state is not None and state not in {s.value for s in State}:
             raise NotFound(f"state: {state!r} is not one of {', '.join(s.value for s in State)}")
         items = [t.workload for t in self.reactor.tracked.values()]
+        if self.images is not None:  # a build whose runner exists is shown by the runner
+            items += [w for w in self.images.workloads() if w.id not in self.reactor.tracked]
         items.sort(key=lambda w: (w.submitted_at, w.id))
         return [w.to_api() for w in items if state is None or w.state == state]
 
     async def wait(self, id_or_alias: str, timeout: float) -> dict[str, Any]:
-        workload = await self.reactor.wait(self._tracked(id_or_alias), timeout)
+        tracked = self._tracked(id_or_alias)
+        record = self.images.resolve(id_or_alias) if self.images is not None else None
+        if self.images is not None and record is not None and tracked is record:
+            workload: Workload = await self.images.wait(record, timeout)
+        else:
+            workload = await self.reactor.wait(tracked, timeout)
         return workload.to_api()
 
     async def cancel(self, id_or_alias: str) -> None:
-        await self.reactor.cancel(self._tracked(id_or_alias))
+        tracked = self._tracked(id_or_alias)
+        record = self.images.resolve(id_or_alias) if self.images is not None else None
+        if self.images is not None and record is not None and tracked is record:
+            await self.images.cancel(record)
+        else:
+            await self.reactor.cancel(tracked)
 
     # -- logs ---------------------------------------------------------------------------
 

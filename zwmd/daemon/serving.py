@@ -27,6 +27,7 @@ Design notes (uvicorn's config / server / cli split, anyio's structured concurre
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import os
 import signal
@@ -42,10 +43,12 @@ import pluggy
 import uvicorn
 from anyio.abc import TaskStatus
 
-from zwmd import systemd
+from zwmd import builtin, systemd
 from zwmd.api import create_app, create_probe_app
+from zwmd.build.modes import ImageConfig
 from zwmd.daemon.notifying import HookNotifier
 from zwmd.daemon.operations import DaemonOperations
+from zwmd.engine.building import ImageBuilds
 from zwmd.engine.reactor import Reactor, ReactorTiming
 from zwmd.engine.states import State
 from zwmd.engine.workload import Transition, Workload
@@ -57,6 +60,7 @@ from zwmd.kube.watching import Watcher, WatchTiming
 from zwmd.logs.pipeline import LogPipeline
 from zwmd.logs.store import LogKey, LogStore
 from zwmd.metrics import Metrics
+from zwmd.plugins import plugin_manager
 
 log = logging.getLogger("zwmd")
 
@@ -78,6 +82,7 @@ class DaemonConfig:
     kubeconfig: str | None = None
     reactor_timing: ReactorTiming = field(default_factory=ReactorTiming)
     watch_timing: WatchTiming = field(default_factory=WatchTiming)
+    images: ImageConfig = field(default_factory=ImageConfig)
 
 
 class _Server(uvicorn.Server):
@@ -182,6 +187,13 @@ def workload_counts(reactor: Reactor) -> dict[str, int]:
     return counts
 
 
+def _builtin_plugins() -> pluggy.PluginManager:
+    """The builtin plugin alone, for a daemon started without a plugin manager (tests)."""
+    manager = plugin_manager(entry_points=False)
+    manager.register(builtin, name="kubernetes")
+    return manager
+
+
 def _bind_unix_socket(path: Path) -> socket.socket:
     path.parent.mkdir(parents=True, exist_ok=True)
     with contextlib.suppress(FileNotFoundError):
@@ -264,8 +276,22 @@ async def serve(
         Watcher(kube, resource, naming.SELECTOR, reactor, config.watch_timing, metrics)
         for resource in ("jobs", "pods")
     )
+    # -- runner images (issue 5): build workloads and builder Jobs, a watch subscriber
+    images = ImageBuilds(
+        reactor,
+        dataclasses.replace(config.images, plugins=plugins or _builtin_plugins()),
+        config.policy,
+        store,
+        metrics,
+        pipeline=listener.pipeline,
+        ttl_seconds_after_finished=config.ttl_seconds_after_finished,
+    )
+    reactor.subscribers.append(images)
+    # --
     lag = _LoopLag()
-    ops = DaemonOperations(reactor, config.policy, store, metrics, watchers, loop_lag=lag.current)
+    ops = DaemonOperations(
+        reactor, config.policy, store, metrics, watchers, loop_lag=lag.current, images=images
+    )
     app = create_app(ops, token=None if config.api_socket else config.api_token)
     sockets = [
         _bind_unix_socket(config.api_socket)

@@ -21,6 +21,7 @@ import anyio
 import pluggy
 
 from zwmd import builtin
+from zwmd.build.modes import ImageConfig
 from zwmd.daemon.local import local_cluster
 from zwmd.daemon.serving import DaemonConfig, serve
 from zwmd.engine.reactor import ReactorTiming
@@ -62,6 +63,24 @@ def daemon_config(settings: Settings, *, kubeconfig: str | None) -> DaemonConfig
             unschedulable_deadline=timedelta(seconds=settings.unschedulable_deadline_seconds),
         ),
         watch_timing=WatchTiming(inactivity_timeout=settings.watch_inactivity_timeout_seconds),
+        images=image_config(settings),
+    )
+
+
+def image_config(settings: Settings) -> ImageConfig:
+    """The runner-image part of the configuration (the hooks get ``settings`` itself)."""
+    return ImageConfig(
+        mode=settings.runner_image_mode,
+        docker_registry=settings.docker_registry,
+        runner_image=settings.runner_image,
+        local=settings.kube_access.mode == "local",
+        builder_image=settings.builder_image,
+        builder_args=settings.builder_args,
+        builder_resources=settings.builder_resources_spec(),
+        insecure_registries=settings.insecure_registries,
+        registry_config=settings.registry_config,
+        registry_secret=settings.registry_secret,
+        settings=settings,
     )
 
 
