@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import copy
 import datetime
+import functools
 import random
 from typing import Any
 
@@ -40,9 +41,12 @@ COMPLETIONS_REACHED = ("CompletionsReached", "Reached expected number of succeed
 
 def now_rfc3339(moment: float) -> str:
     """Seconds since the epoch as a ``metav1.Time`` (second precision, ``Z``)."""
-    return datetime.datetime.fromtimestamp(int(moment), tz=datetime.UTC).strftime(
-        "%Y-%m-%dT%H:%M:%SZ"
-    )
+    return _format_second(int(moment))
+
+
+@functools.lru_cache(maxsize=8)
+def _format_second(second: int) -> str:
+    return datetime.datetime.fromtimestamp(second, tz=datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def parse_rfc3339(value: str | None) -> float | None:

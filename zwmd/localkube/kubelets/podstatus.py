@@ -8,6 +8,8 @@ Design notes:
 
 * Functions take the current ``status`` dict and return a new one (never mutating the
   argument), so a kubelet can keep its last written status and compare before writing.
+  Each transition copies once and then edits its copy in place: a kubelet driving
+  thousands of pods must not spend its time copying dicts.
 * Conditions keep their ``lastTransitionTime`` unless their status changes, and come in
   the kubelet's order: PodReadyToStartContainers, Initialized, Ready, ContainersReady,
   PodScheduled (with DisruptionTarget appended when a pod is evicted).
@@ -21,6 +23,7 @@ from __future__ import annotations
 
 import copy
 import datetime
+import functools
 import time
 from typing import Any
 
@@ -40,9 +43,12 @@ _CONDITION_ORDER = (
 
 def now() -> str:
     """The current time as a ``metav1.Time``."""
-    return datetime.datetime.fromtimestamp(int(time.time()), tz=datetime.UTC).strftime(
-        "%Y-%m-%dT%H:%M:%SZ"
-    )
+    return _format_second(int(time.time()))
+
+
+@functools.lru_cache(maxsize=8)
+def _format_second(second: int) -> str:
+    return datetime.datetime.fromtimestamp(second, tz=datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def set_condition(
@@ -53,7 +59,17 @@ def set_condition(
     message: str | None = None,
 ) -> JsonDict:
     """A copy of ``status`` with one pod condition set."""
-    status = copy.deepcopy(status)
+    return _condition(copy.deepcopy(status), kind, value, reason, message)
+
+
+def _condition(
+    status: JsonDict,
+    kind: str,
+    value: str,
+    reason: str | None = None,
+    message: str | None = None,
+) -> JsonDict:
+    """Set one condition in ``status`` itself (a copy the caller owns)."""
     conditions: list[JsonDict] = status.get("conditions") or []
     stamp = now()
     entry: JsonDict = {"type": kind, "status": value, "lastProbeTime": None}
@@ -107,11 +123,11 @@ def scheduled(pod: JsonDict) -> JsonDict:
     status["containerStatuses"] = [
         container_entry(c, {"waiting": {"reason": "ContainerCreating"}}) for c in _containers(pod)
     ]
-    status = set_condition(status, "PodScheduled", "True")
-    status = set_condition(status, "Initialized", "True")
-    status = set_condition(status, "PodReadyToStartContainers", "True")
-    status = set_condition(status, "Ready", "False", "ContainersNotReady", _not_ready(pod))
-    return set_condition(status, "ContainersReady", "False", "ContainersNotReady", _not_ready(pod))
+    status = _condition(status, "PodScheduled", "True")
+    status = _condition(status, "Initialized", "True")
+    status = _condition(status, "PodReadyToStartContainers", "True")
+    status = _condition(status, "Ready", "False", "ContainersNotReady", _not_ready(pod))
+    return _condition(status, "ContainersReady", "False", "ContainersNotReady", _not_ready(pod))
 
 
 def _not_ready(pod: JsonDict) -> str:
@@ -149,12 +165,12 @@ def running(status: JsonDict, name: str, started_at: str, container_id: str = ""
     status["phase"] = "Running"
     status.setdefault("podIP", HOST_IP)
     status.setdefault("podIPs", [{"ip": HOST_IP}])
-    status = set_condition(status, "PodScheduled", "True")
-    status = set_condition(status, "Initialized", "True")
-    status = set_condition(status, "PodReadyToStartContainers", "True")
+    status = _condition(status, "PodScheduled", "True")
+    status = _condition(status, "Initialized", "True")
+    status = _condition(status, "PodReadyToStartContainers", "True")
     if all(e.get("ready") for e in status["containerStatuses"]):
-        status = set_condition(status, "Ready", "True")
-        status = set_condition(status, "ContainersReady", "True")
+        status = _condition(status, "Ready", "True")
+        status = _condition(status, "ContainersReady", "True")
     return status
 
 
@@ -166,10 +182,10 @@ def waiting(status: JsonDict, name: str, reason: str, message: str | None = None
         state["message"] = message
     entry.update(state={"waiting": state}, ready=False, started=False)
     status = _put(status, entry)
-    status = set_condition(
+    status = _condition(
         status, "Ready", "False", "ContainersNotReady", f"containers with unready status: [{name}]"
     )
-    return set_condition(
+    return _condition(
         status,
         "ContainersReady",
         "False",
@@ -210,18 +226,18 @@ def terminated(status: JsonDict, name: str, state: JsonDict) -> JsonDict:
     ]
     if all(code is not None for code in codes):
         status["phase"] = "Succeeded" if all(code == 0 for code in codes) else "Failed"
-        status = set_condition(status, "PodReadyToStartContainers", "False")
-        status = set_condition(status, "Ready", "False", "PodCompleted")
-        status = set_condition(status, "ContainersReady", "False", "PodCompleted")
+        status = _condition(status, "PodReadyToStartContainers", "False")
+        status = _condition(status, "Ready", "False", "PodCompleted")
+        status = _condition(status, "ContainersReady", "False", "PodCompleted")
     else:
-        status = set_condition(
+        status = _condition(
             status,
             "Ready",
             "False",
             "ContainersNotReady",
             f"containers with unready status: [{name}]",
         )
-        status = set_condition(
+        status = _condition(
             status,
             "ContainersReady",
             "False",
@@ -243,8 +259,8 @@ def restarting(status: JsonDict, name: str, state: JsonDict, message: str) -> Js
     )
     status = _put(status, entry)
     reason = f"containers with unready status: [{name}]"
-    status = set_condition(status, "Ready", "False", "ContainersNotReady", reason)
-    return set_condition(status, "ContainersReady", "False", "ContainersNotReady", reason)
+    status = _condition(status, "Ready", "False", "ContainersNotReady", reason)
+    return _condition(status, "ContainersReady", "False", "ContainersNotReady", reason)
 
 
 def exit_reason(exit_code: int) -> str:
