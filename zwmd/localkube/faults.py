@@ -107,7 +107,7 @@ class Faults:
         return self._store.close_watches()
 
     def drop_pod_logs(self) -> int:
-        """Cut every open pod log stream; returns how many container logs there were."""
+        """Cut every open pod log stream; returns how many there were."""
         return 0 if self.pod_logs is None else int(self.pod_logs.drop_streams())
 
     def compact_history(self) -> None:

@@ -88,10 +88,11 @@ class StreamDropped(ConnectionResetError):
 class _Buffer:
     """The log of one container instance."""
 
-    __slots__ = ("changed", "drops", "ended", "lines", "partial", "stamps")
+    __slots__ = ("changed", "drops", "ended", "lines", "partial", "readers", "stamps")
 
     def __init__(self) -> None:
         self.drops = 0  # bumped by PodLogs.drop_streams: open reads of this buffer end
+        self.readers = 0  # reads open now
         self.stamps: list[int] = []
         self.lines: list[bytes] = []
         self.partial = b""
@@ -203,15 +204,15 @@ class PodLogs:
                     buffer.close()
 
     def drop_streams(self) -> int:
-        """Cut every open read (fault injection); returns how many logs were touched."""
+        """Cut every open read (fault injection); returns how many reads were cut."""
         count = 0
         for containers in self._pods.values():
             for entry in containers.values():
                 for buffer in (entry.current, entry.previous):
-                    if buffer is not None:
+                    if buffer is not None and buffer.readers:
                         buffer.drops += 1
                         buffer._wake()
-                        count += 1
+                        count += buffer.readers
         return count
 
     def lines(
@@ -308,23 +309,27 @@ async def _read(
 ) -> AsyncIterator[bytes]:
     position = start
     drops = buffer.drops
-    while True:
-        end = len(buffer.lines)
-        while position < end or buffer.drops != drops:
-            if buffer.drops != drops:
-                raise StreamDropped("localkube: pod log stream dropped (fault injection)")
-            chunk: list[bytes] = []
-            size = 0
-            while position < end and size < _CHUNK:
-                line = buffer.lines[position]
-                if timestamps:
-                    line = format_timestamp(buffer.stamps[position]).encode() + b" " + line
-                chunk.append(line)
-                size += len(line)
-                position += 1
-            yield b"".join(chunk)
-        if not follow or buffer.ended:
-            if position >= len(buffer.lines):
-                return
-            continue
-        await buffer.wait()
+    buffer.readers += 1
+    try:
+        while True:
+            end = len(buffer.lines)
+            while position < end or buffer.drops != drops:
+                if buffer.drops != drops:
+                    raise StreamDropped("localkube: pod log stream dropped (fault injection)")
+                chunk: list[bytes] = []
+                size = 0
+                while position < end and size < _CHUNK:
+                    line = buffer.lines[position]
+                    if timestamps:
+                        line = format_timestamp(buffer.stamps[position]).encode() + b" " + line
+                    chunk.append(line)
+                    size += len(line)
+                    position += 1
+                yield b"".join(chunk)
+            if not follow or buffer.ended:
+                if position >= len(buffer.lines):
+                    return
+                continue
+            await buffer.wait()
+    finally:
+        buffer.readers -= 1

@@ -84,6 +84,7 @@ class ContainerLogFollower:
                 return
             if not self.ended():
                 # the stream closed while the container runs: a drop; resume from the mark
+                log.info("log stream of pod %s ended while it runs; resuming", self.pod)
                 await anyio.sleep(min(self.retry_delay, 0.2))
 
     async def _fetch(self, *, follow: bool) -> None:
