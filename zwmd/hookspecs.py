@@ -114,6 +114,21 @@ def zwmd_builder_job(settings: Any, plan: Any) -> dict[str, Any] | Awaitable[Any
 
 
 @hookspec
+def zwmd_prepare_push(settings: Any, image: str) -> Awaitable[None] | None:
+    """Make ready what a push of ``image`` needs in its registry, before the builder Job starts.
+
+    Called for every build, by every plugin (not firstresult); a plugin acts only for
+    registries it knows. zwmd-aws creates the ECR repository when it is missing (ECR
+    refuses pushes to repositories that do not exist). An exception fails the build with
+    its message.
+
+    :param settings: the daemon's validated settings.
+    :param image: the full image name that will be pushed, ``registry[:port]/repository:tag``.
+    :return: nothing (or an awaitable, which the core awaits).
+    """
+
+
+@hookspec
 def zwmd_workload_state_changed(workload: dict[str, Any], old: str, new: str) -> None:
     """Be told that a workload moved from state ``old`` to state ``new``.
 

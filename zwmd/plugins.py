@@ -6,6 +6,8 @@ Design notes:
   (zwmd-aws, zwmd-gcp) arrive through the ``zwmd`` entry-point group; the builtin
   ``kubernetes`` implementation is registered by the daemon from :mod:`zwmd.builtin`.
 - pluggy does not await. Hooks may return awaitables; :func:`resolve` awaits them.
+- ``ZWMD_DISABLE_PLUGINS`` (comma-separated entry-point names, e.g. ``aws,gcp``) keeps
+  installed plugins from loading, without uninstalling them (pluggy's blocking).
 - :func:`require_implementation` turns "no plugin provides ``aws``" into the one thing an
   operator needs to read: which distribution to install.
 """
@@ -13,6 +15,7 @@ Design notes:
 from __future__ import annotations
 
 import inspect
+import os
 from dataclasses import dataclass
 from importlib import metadata
 from typing import Any
@@ -22,6 +25,7 @@ import pluggy
 from zwmd import hookspecs
 
 ENTRY_POINT_GROUP = "zwmd"
+DISABLE_VARIABLE = "ZWMD_DISABLE_PLUGINS"
 
 # where the implementations we know of are published
 DISTRIBUTIONS = {"aws": "zwmd-aws", "gcp": "zwmd-gcp"}
@@ -35,6 +39,9 @@ def plugin_manager(*, entry_points: bool = True) -> pluggy.PluginManager:
     """A manager with zwmd's hookspecs and, unless told otherwise, every installed plugin."""
     manager = pluggy.PluginManager(hookspecs.PROJECT)
     manager.add_hookspecs(hookspecs)
+    for name in os.environ.get(DISABLE_VARIABLE, "").split(","):
+        if name.strip():
+            manager.set_blocked(name.strip())
     if entry_points:
         manager.load_setuptools_entrypoints(ENTRY_POINT_GROUP)
     return manager

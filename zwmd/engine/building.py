@@ -334,6 +334,10 @@ class ImageBuilds:
             resources=dict(self.config.builder_resources),
             timeout_seconds=timeout_seconds,
         )
+        for prepared in self.config.plugins.hook.zwmd_prepare_push(
+            settings=self.config.settings, image=build.image
+        ):
+            await resolve(prepared)
         answer = await resolve(
             self.config.plugins.hook.zwmd_builder_job(settings=self.config.settings, plan=plan)
         )

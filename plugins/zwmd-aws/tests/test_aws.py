@@ -1,0 +1,294 @@
+"""zwmd-aws against moto's server on 127.0.0.1: S3 logs (read back, follow, a 30 s outage), ECR.
+
+moto keeps its state in this process, so stopping its HTTP server and starting a new one
+on the same port is an outage after which the bucket is still there.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import json
+import os
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import aioboto3
+import anyio
+import pytest
+from moto.server import ThreadedMotoServer
+
+from zwmd.logs.objectstore import ObjectLogStore
+from zwmd.logs.records import LogRecord
+from zwmd.logs.store import LogKey
+from zwmd.plugins import plugin_manager, resolve
+from zwmd.settings import Settings, load_settings
+
+pytestmark = pytest.mark.anyio
+
+K = "ZENML_KUBERNETES_WORKLOAD_MANAGER_"
+BUCKET = "zwmd-logs"
+REGION = "us-east-1"
+BASE = 1_795_000_000_000_000_000
+ZWMD = "import sys; from zwmd.cli import main; sys.exit(main(sys.argv[1:]))"  # the `zwmd` script
+
+
+@pytest.fixture(scope="session")
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+class Moto:
+    """moto's server, restartable on the same port (its state lives in this process)."""
+
+    def __init__(self) -> None:
+        self.server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+        self.server.start()
+        self.port = self.server.get_host_and_port()[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+
+    def stop(self) -> None:
+        self.server.stop()
+
+    def start(self) -> None:
+        self.server = ThreadedMotoServer(ip_address="127.0.0.1", port=self.port, verbose=False)
+        self.server.start()
+
+
+@pytest.fixture(scope="module")
+def moto() -> Iterator[Moto]:
+    server = Moto()
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("AWS_ENDPOINT_URL", server.url)
+        mp.setenv("AWS_ACCESS_KEY_ID", "testing")
+        mp.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+        mp.setenv("AWS_DEFAULT_REGION", REGION)
+        for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_WEB_IDENTITY_TOKEN_FILE"):
+            mp.delenv(name, raising=False)
+        yield server
+    server.stop()
+
+
+@pytest.fixture
+async def bucket(moto: Moto) -> str:
+    async with aioboto3.Session().client("s3", region_name=REGION) as s3:
+        with contextlib.suppress(s3.exceptions.BucketAlreadyOwnedByYou):
+            await s3.create_bucket(Bucket=BUCKET)
+    return BUCKET
+
+
+async def proxy_host() -> str:
+    """The ECR registry host of moto's account, as moto names it."""
+    async with aioboto3.Session().client("ecr", region_name=REGION) as ecr:
+        data = (await ecr.get_authorization_token())["authorizationData"][0]
+    return str(data["proxyEndpoint"]).removeprefix("https://")
+
+
+def aws_settings(tmp_path: Path, **extra: str) -> Settings:
+    return load_settings(
+        {
+            "HOME": str(tmp_path),
+            "ZENML_SERVER_WORKLOAD_MANAGER_IMPLEMENTATION_SOURCE": "aws",
+            f"{K}NAMESPACE": "zenml",
+            f"{K}SERVICE_ACCOUNT": "zenml-runner",
+            f"{K}ENABLE_EXTERNAL_LOGS": "true",
+            "ZENML_AWS_KUBERNETES_WORKLOAD_MANAGER_BUCKET": f"s3://{BUCKET}/runner-logs",
+            "ZENML_AWS_KUBERNETES_WORKLOAD_MANAGER_REGION": REGION,
+            "ZWMD_STATE_DIR": str(tmp_path / "state"),
+            **extra,
+        }
+    )
+
+
+async def s3_store(settings: Settings) -> ObjectLogStore:
+    """The store exactly as the daemon gets it: through the plugin manager's hook."""
+    manager = plugin_manager()
+    store = await resolve(manager.hook.zwmd_log_store(settings=settings, name=settings.log_store))
+    assert isinstance(store, ObjectLogStore)
+    store.poll_seconds = store.retry_seconds = 0.2
+    return store
+
+
+def lines(start: int, stop: int, attempt: int = 1) -> list[LogRecord]:
+    return [
+        LogRecord(BASE + i * 1000, "runner", 20, f"step {i}: ünïcode {'·' * (i % 7)}", attempt)
+        for i in range(start, stop)
+    ]
+
+
+async def collect(it: AsyncIterator[LogRecord]) -> list[LogRecord]:
+    return [r async for r in it]
+
+
+async def bucket_keys(prefix: str) -> list[str]:
+    async with aioboto3.Session().client("s3", region_name=REGION) as s3:
+        page = await s3.list_objects_v2(Bucket=BUCKET, Prefix=prefix)
+    return [item["Key"] for item in page.get("Contents", [])]
+
+
+async def test_logs_land_in_the_bucket_and_read_back_identical(bucket: str, tmp_path: Path) -> None:
+    settings = aws_settings(tmp_path)
+    assert settings.log_store == "s3"
+    store = await s3_store(settings)
+    sent = lines(0, 5000)
+    key = LogKey("run-read-back", 1)
+    for start in range(0, len(sent), 250):
+        await store.append(key, sent[start : start + 250])
+    await store.close(key)
+    keys = await bucket_keys("runner-logs/run-read-back/1/")
+    assert keys
+    assert all(k.endswith(".jsonl") for k in keys)
+    fresh = await s3_store(aws_settings(tmp_path / "elsewhere"))
+    assert await collect(fresh.read("run-read-back")) == sent
+    assert await fresh.checkpoint(key) == await store.checkpoint(key)
+    await store.aclose()
+    await fresh.aclose()
+
+
+async def test_a_follower_gets_new_lines_and_ends_when_the_run_is_complete(
+    bucket: str, tmp_path: Path
+) -> None:
+    writer = await s3_store(aws_settings(tmp_path))
+    reader = await s3_store(aws_settings(tmp_path / "reader"))  # another process, same bucket
+    key = LogKey("run-follow", 1)
+    sent = lines(0, 600)
+    await writer.append(key, sent[:100])
+    got: list[LogRecord] = []
+
+    async def follow() -> None:
+        got.extend(await collect(reader.follow("run-follow")))
+
+    with anyio.fail_after(60):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(follow)
+            for start in range(100, 600, 50):
+                await writer.append(key, sent[start : start + 50])
+                await anyio.sleep(0.05)
+            await writer.close(key)
+    assert got == sent
+    await writer.aclose()
+    await reader.aclose()
+
+
+async def test_a_30_second_outage_in_the_middle_of_a_run_loses_nothing(
+    bucket: str, moto: Moto, tmp_path: Path
+) -> None:
+    store = await s3_store(aws_settings(tmp_path))
+    store.put_timeout = 5
+    key = LogKey("run-outage", 1)
+    sent = lines(0, 3100)
+    reports: list[int] = []
+    drained = anyio.Event()
+    restarted = False
+
+    def spooled(nbytes: int) -> None:
+        reports.append(nbytes)
+        if restarted and nbytes == 0:
+            drained.set()
+
+    with anyio.fail_after(110):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(lambda: store.maintain(spooled=spooled))
+            await store.append(key, sent[:1000])
+            moto.stop()
+            try:
+                for i in range(60):  # 30 seconds of a run logging while S3 is away
+                    await store.append(key, sent[1000 + i * 10 : 1010 + i * 10])
+                    await anyio.sleep(0.5)
+                assert store.spooled_bytes() > 0
+                spool_files = list((tmp_path / "state" / "spool" / "s3").rglob("*.jsonl"))
+                assert spool_files
+            finally:
+                moto.start()
+            restarted = True
+            for start in range(1600, 3100, 100):
+                await store.append(key, sent[start : start + 100])
+            await store.close(key)
+            await drained.wait()
+            tg.cancel_scope.cancel()
+    assert max(reports) > 0
+    fresh = await s3_store(aws_settings(tmp_path / "elsewhere"))
+    assert await collect(fresh.read("run-outage")) == sent
+    await store.aclose()
+    await fresh.aclose()
+
+
+async def test_ecr_auth_is_a_valid_dockerconfigjson_and_is_cached(
+    moto: Moto, tmp_path: Path
+) -> None:
+    host = await proxy_host()
+    settings = aws_settings(tmp_path, **{f"{K}DOCKER_REGISTRY": f"{host}/zenml"})
+    manager = plugin_manager()
+    auths: dict[str, Any] = await resolve(
+        manager.hook.zwmd_registry_credentials(settings=settings, registry=host)
+    )
+    config = json.loads(json.dumps({"auths": {k: {"auth": v["auth"]} for k, v in auths.items()}}))
+    user, _, password = base64.b64decode(config["auths"][host]["auth"]).decode().partition(":")
+    assert user == "AWS"
+    assert password
+    assert auths[host]["expires_at"] < 1_500_000_000  # moto's token is already expired ...
+    from zwmd_aws.plugin import registry_for
+
+    fetches = registry_for(settings).token.fetches
+    for _ in range(20):  # ... and still not fetched again on every use
+        await resolve(manager.hook.zwmd_registry_credentials(settings=settings, registry=host))
+    assert registry_for(settings).token.fetches == fetches
+    # Another registry is none of this plugin's business.
+    other = await resolve(
+        manager.hook.zwmd_registry_credentials(settings=settings, registry="registry.example")
+    )
+    assert other is None
+
+
+async def test_a_missing_ecr_repository_is_created_before_a_push(
+    moto: Moto, tmp_path: Path
+) -> None:
+    host = await proxy_host()
+    settings = aws_settings(tmp_path, **{f"{K}DOCKER_REGISTRY": f"{host}/zenml"})
+    manager = plugin_manager()
+    image = f"{host}/zenml/runner-created:abc123"
+    for prepared in manager.hook.zwmd_prepare_push(settings=settings, image=image):
+        await resolve(prepared)
+    async with aioboto3.Session().client("ecr", region_name=REGION) as ecr:
+        found = await ecr.describe_repositories(repositoryNames=["zenml/runner-created"])
+        assert found["repositories"][0]["repositoryName"] == "zenml/runner-created"
+        # Pushed nothing yet: describe_images says no, and the hook answers False.
+        exists = manager.hook.zwmd_image_exists(settings=settings, image=image, auths={})
+        assert await resolve(exists) is False
+        manifest = {"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json"}
+        await ecr.put_image(
+            repositoryName="zenml/runner-created",
+            imageManifest=json.dumps(manifest),
+            imageTag="abc123",
+        )
+    exists = manager.hook.zwmd_image_exists(settings=settings, image=image, auths={})
+    assert await resolve(exists) is True
+    # Again: the repository exists, nothing fails.
+    for prepared in manager.hook.zwmd_prepare_push(settings=settings, image=image):
+        await resolve(prepared)
+
+
+def test_choosing_aws_without_the_plugin_stops_zwmd_serve_saying_what_to_install(
+    tmp_path: Path,
+) -> None:
+    env = {
+        **os.environ,
+        "HOME": str(tmp_path),
+        "ZENML_SERVER_WORKLOAD_MANAGER_IMPLEMENTATION_SOURCE": (
+            "zenml_cloud_plugins.aws_kubernetes_workload_manager.AWSKubernetesWorkloadManager"
+        ),
+        "ZWMD_STATE_DIR": str(tmp_path / "state"),
+        "ZWMD_DISABLE_PLUGINS": "aws",  # installed, but not loaded: as if it were not
+    }
+    done = subprocess.run(
+        [sys.executable, "-c", ZWMD, "serve", "--local"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2, done.stderr
+    assert "install zwmd-aws" in done.stderr
