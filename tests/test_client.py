@@ -4,7 +4,8 @@ What a user of ``zwmd.client`` (the CLI, the ZenML server through the adapter) s
 unreachable daemon is named with the hint to start it, a wrong token is a clear 401,
 and a runner's life (run, wait, get, logs, follow, cancel) reads back as it happened.
 The adapter is exercised here as a plain class (zenml is not installed in this
-environment); ``tests/zenml/`` loads it into a real ZenML server.
+environment); ``tests/zenml/`` loads it into a real ZenML server. Local mode never runs a
+builder, so the adapter's wait for a build is checked against a scripted daemon.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from pathlib import Path
 
+import httpx
 import pytest
 
 from tests.daemon_process import DaemonProcess, free_port, start_daemon
@@ -305,3 +307,59 @@ def test_a_build_that_needs_nothing_answers_at_once_over_tcp(adapter: WorkloadMa
         )
         took.append(time.perf_counter() - start)
     assert statistics.median(took) < 0.020
+
+
+# -- the adapter waiting for a real build (local mode never builds: a scripted daemon) ----
+
+
+def _scripted(answers: list[dict[str, object]]) -> tuple[WorkloadManager, list[str]]:
+    """An adapter whose daemon answers POST /build, then each /wait, from ``answers``."""
+    seen: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(f"{request.method} {request.url.path}")
+        return httpx.Response(202 if request.method == "POST" else 200, json=answers.pop(0))
+
+    transport = httpx.MockTransport(handler)
+    return WorkloadManager(Client(ClientConfig(url="http://zwmd.test"), transport=transport)), seen
+
+
+def test_adapter_waits_for_a_build_and_returns_its_image(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("zwmd.zenml.BUILD_POLL_SECONDS", 0.01)
+    wid = str(uuid.uuid4())
+    full = "registry.test/team/zenml-runner:abc"
+    adapter, seen = _scripted(
+        [
+            {"id": wid, "state": "building", "kind": "builder"},
+            {"id": wid, "state": "failed", "kind": "runner", "image": "old"},  # a resumed id
+            {"id": wid, "state": "building", "kind": "builder"},
+            {"id": wid, "state": "succeeded", "kind": "builder", "image": full},
+        ]
+    )
+    image = adapter.build_and_push_image(
+        workload_id=wid, workload_type="run", dockerfile="FROM x\n", image_name="zenml-runner:abc"
+    )
+    assert image == full
+    assert seen == [f"POST /v1/workloads/{wid}/build"] + [f"GET /v1/workloads/{wid}/wait"] * 3
+
+
+def test_adapter_reports_a_failed_build_with_its_reason() -> None:
+    wid = str(uuid.uuid4())
+    adapter, _ = _scripted(
+        [
+            {"id": wid, "state": "building", "kind": "builder"},
+            {
+                "id": wid,
+                "state": "failed",
+                "kind": "builder",
+                "reason": "BuildFailed",
+                "message": "kaniko: error pushing image: UNAUTHORIZED",
+            },
+        ]
+    )
+    with pytest.raises(WorkloadFailed) as err:
+        adapter.build_and_push_image(
+            workload_id=wid, workload_type="snapshot", dockerfile="FROM x\n", image_name="r:1"
+        )
+    assert "BuildFailed" in str(err.value)
+    assert "UNAUTHORIZED" in str(err.value)

@@ -71,7 +71,11 @@ class ApiError(ZwmdError):
 
 @dataclass(frozen=True)
 class Workload:
-    """A workload as the daemon reports it; ``raw`` keeps every field it sent."""
+    """A workload as the daemon reports it; ``raw`` keeps every field it sent.
+
+    ``kind`` is ``runner`` or ``builder`` and ``attempt`` counts reuses of the id, when
+    the daemon says so.
+    """
 
     id: str
     state: str
@@ -83,6 +87,8 @@ class Workload:
     started_at: str | None = None
     finished_at: str | None = None
     aliases: tuple[str, ...] = ()
+    kind: str | None = None
+    attempt: int | None = None
     raw: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
@@ -102,6 +108,8 @@ class Workload:
             started_at=text("started_at"),
             finished_at=text("finished_at"),
             aliases=tuple(str(a) for a in data.get("aliases") or ()),
+            kind=text("kind"),
+            attempt=int(data["attempt"]) if isinstance(data.get("attempt"), int) else None,
             raw=dict(data),
         )
 

@@ -36,6 +36,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import time
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -55,6 +56,8 @@ else:
 logger = logging.getLogger(__name__)
 
 BUILD_POLL_SECONDS = 2.0
+BUILD_WAIT_MARGIN_SECONDS = 120
+BUILD_WAIT_MAX_SECONDS = 4 * 3600
 LEVEL_ERROR = 40
 
 
@@ -116,12 +119,30 @@ class WorkloadManager(_Interface):
             raise WorkloadFailed("image build for", workload)
         if not sync:
             return workload.image or image_name
-        workload = self.client.wait_terminal(
-            workload_id, until=lambda w: bool(w.image), slice_seconds=BUILD_POLL_SECONDS
-        )
+        workload = self._wait_for_build(workload_id, int(timeout_in_seconds or 0))
         if workload.image and workload.state not in ("failed", "cancelled"):
             return workload.image
         raise WorkloadFailed("image build for", workload)
+
+    def _wait_for_build(self, workload_id: object, timeout_seconds: int) -> Workload:
+        """Poll until the build has an image or ended.
+
+        An id ZenML reuses (a resumed run) may still name the previous attempt's runner,
+        which the daemon may answer for: such answers are not the build's, so they are
+        skipped until the build answers or the wait runs out.
+        """
+        limit = timeout_seconds + BUILD_WAIT_MARGIN_SECONDS if timeout_seconds else 0
+        limit = limit or BUILD_WAIT_MAX_SECONDS
+        deadline = time.monotonic() + limit
+        while True:
+            workload = self.client.wait(workload_id, BUILD_POLL_SECONDS)
+            is_runner = workload.kind == "runner"
+            if not is_runner and (workload.image or workload.terminal):
+                return workload
+            if time.monotonic() > deadline:
+                raise WorkloadFailed(f"no image after {limit} s from the build of", workload)
+            if is_runner and workload.terminal:
+                time.sleep(BUILD_POLL_SECONDS)
 
     def log(self, workload_id: object, message: str) -> None:
         """Add a message to the workload's log stream (it may have no Job yet)."""
