@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any
 
@@ -69,19 +70,27 @@ def zwmd_log_store(settings: Any, name: str) -> ObjectLogStore | None:
     return s3_store(settings) if name == STORE else None
 
 
+# firstresult hooks answer None synchronously when the question is not theirs: an async
+# function would always "answer" (with a coroutine) and hide every other plugin.
+
+
 @hookimpl
-async def zwmd_registry_credentials(settings: Any, registry: str) -> dict[str, Any] | None:
+def zwmd_registry_credentials(
+    settings: Any, registry: str
+) -> Coroutine[Any, Any, dict[str, Any]] | None:
     if not _is_ours(settings, registry):
         return None
-    return await registry_for(settings).auths(registry)
+    return registry_for(settings).auths(registry)
 
 
 @hookimpl
-async def zwmd_image_exists(settings: Any, image: str, auths: dict[str, Any]) -> bool | None:
+def zwmd_image_exists(
+    settings: Any, image: str, auths: dict[str, Any]
+) -> Coroutine[Any, Any, bool | None] | None:
     host, repository, tag = split_image(image)
     if not _is_ours(settings, host):
         return None
-    return await registry_for(settings).image_exists(repository, tag)
+    return registry_for(settings).image_exists(repository, tag)
 
 
 @hookimpl
