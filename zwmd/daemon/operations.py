@@ -101,7 +101,13 @@ class DaemonOperations:
             if pulls:
                 policy = replace(policy, image_pull_secrets=(*policy.image_pull_secrets, *pulls))
         try:
-            workload, created = await submit_run(self.reactor, policy, workload_id, spec)
+            workload, created = await submit_run(
+                self.reactor,
+                policy,
+                workload_id,
+                spec,
+                first_attempt=await self._first_attempt(workload_id),
+            )
         except SpecConflict as exc:
             raise Conflict(str(exc)) from exc
         if created:
@@ -112,6 +118,17 @@ class DaemonOperations:
                 _counts(str(t.workload.state) for t in self.reactor.tracked.values())
             )
         return workload.to_api(), created
+
+    async def _first_attempt(self, workload_id: str) -> int:
+        """For an id no Job tracks: after the last attempt whose logs were completed."""
+        if self.reactor.tracked.get(workload_id) is not None:
+            return 1  # unused: the tracked record numbers the next attempt
+        attempts = await self.logs_store.attempts(workload_id)
+        if not attempts:
+            return 1
+        last = max(attempts)
+        checkpoint = await self.logs_store.checkpoint(LogKey(workload_id, last))
+        return last + 1 if checkpoint is not None and checkpoint.closed else last
 
     async def build(self, workload_id: str, request: BuildRequest) -> dict[str, Any]:
         if self.images is None:  # a daemon without images: the requested name is the answer

@@ -51,9 +51,18 @@ def attempt_job_name(workload_id: str, attempt: int) -> str:
 
 
 async def submit_run(
-    reactor: Reactor, policy: PodPolicy, workload_id: str, spec: RunSpec
+    reactor: Reactor,
+    policy: PodPolicy,
+    workload_id: str,
+    spec: RunSpec,
+    *,
+    first_attempt: int = 1,
 ) -> tuple[Workload, bool]:
-    """Create (or find) the runner workload; returns it and whether it is new."""
+    """Create (or find) the runner workload; returns it and whether it is new.
+
+    ``first_attempt`` numbers a workload this daemon does not track (its Job is gone):
+    the caller knows from the log store which attempts already ran under the id.
+    """
     digest = spec.digest()
     now = reactor.clock()
     aliases = aliases_from_arguments(spec.arguments)
@@ -77,6 +86,7 @@ async def submit_run(
             submitted_at=now,
             aliases=aliases,
             spec_hash=digest,
+            attempt=first_attempt,
         )
     workload.job_name = attempt_job_name(workload_id, workload.attempt)
     tracked = reactor.track(workload, creating=True)
