@@ -181,3 +181,38 @@ async def test_bad_workload_ids_are_refused_with_the_field_named(tmp_path: Path)
         await store.append(LogKey("", 1), [runner(0)])
     with pytest.raises(ValueError, match="attempt"):
         await store.append(LogKey("wl", -1), [runner(0)])
+
+
+async def test_the_daemon_reports_spooled_bytes_and_failed_uploads_in_its_metrics(
+    tmp_path: Path,
+) -> None:
+    from zwmd.daemon.starting import maintain_log_store
+    from zwmd.metrics import Metrics
+
+    reported = anyio.Event()
+
+    class Watched(Metrics):
+        def set_spooled_bytes(self, store: str, nbytes: int) -> None:
+            super().set_spooled_bytes(store, nbytes)
+            if nbytes > 0:
+                reported.set()
+
+    metrics = Watched()
+    backend = MemoryBackend()
+    store = make(backend, tmp_path)
+    key = LogKey("wl-metrics", 1)
+    await store.append(key, [runner(0)])
+    backend.online = False
+    with anyio.fail_after(10):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(maintain_log_store, store, metrics)
+            await anyio.sleep(0.1)  # let maintain() start
+            await store.append(key, [runner(1)])
+            await reported.wait()
+            tg.cancel_scope.cancel()
+    text = metrics.exposition()[0].decode()
+    errors = [line for line in text.splitlines() if line.startswith("zwmd_log_store_errors_total{")]
+    assert any('store="mem"' in e and 'operation="append"' in e for e in errors)
+    assert float(errors[0].split()[-1]) >= 1
+    spooled = [line for line in text.splitlines() if line.startswith("zwmd_log_spooled_bytes{")]
+    assert float(spooled[0].split()[-1]) > 0

@@ -110,15 +110,34 @@ async def run(settings: Settings, manager: pluggy.PluginManager, local: bool) ->
     for info in describe(manager):
         metrics.plugin_loaded(info.name, info.version)
     store = await open_log_store(settings, manager)
-    if local:
-        async with local_cluster(
-            settings.state_dir, settings.namespace, settings.service_account
-        ) as kubeconfig:
-            config = daemon_config(settings, kubeconfig=str(kubeconfig))
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(maintain_log_store, store, metrics)
+        if local:
+            async with local_cluster(
+                settings.state_dir, settings.namespace, settings.service_account
+            ) as kubeconfig:
+                config = daemon_config(settings, kubeconfig=str(kubeconfig))
+                await serve(config, store, metrics=metrics, plugins=manager)
+        else:
+            config = daemon_config(settings, kubeconfig=_first_kubeconfig(settings))
             await serve(config, store, metrics=metrics, plugins=manager)
-    else:
-        config = daemon_config(settings, kubeconfig=_first_kubeconfig(settings))
-        await serve(config, store, metrics=metrics, plugins=manager)
+        tg.cancel_scope.cancel()
+
+
+async def maintain_log_store(store: LogStore, metrics: Metrics) -> None:
+    """Run the store's background work, if it has any (``maintain``: e.g. uploading a spool).
+
+    An optional extension of the :class:`~zwmd.logs.store.LogStore` protocol (see
+    :class:`zwmd.logs.objectstore.ObjectLogStore`): ``maintain(spooled=, error=)`` runs
+    until cancelled, reporting spooled bytes and failed operations for the metrics.
+    """
+    maintain = getattr(store, "maintain", None)
+    if maintain is None:
+        return
+    await maintain(
+        spooled=lambda nbytes: metrics.set_spooled_bytes(store.name, nbytes),
+        error=lambda operation: metrics.log_store_error(store.name, operation),
+    )
 
 
 def main(*, local: bool, environ: Any = None) -> int:
