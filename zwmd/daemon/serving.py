@@ -328,6 +328,12 @@ async def serve(
         with anyio.CancelScope(shield=True):
             systemd.stopping()
             await api_client.close()
+            # uvicorn's own shutdown does not run when its task is cancelled: stop its
+            # asyncio servers first, or the loop keeps their (soon reused) descriptors
+            # registered and a later server on the same descriptor never accepts.
+            for each in servers:
+                for listening in getattr(each, "servers", ()):
+                    listening.close()
             for sock in sockets + metrics_sockets:
                 sock.close()
             if config.api_socket:
