@@ -33,13 +33,15 @@ Design notes:
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
+from uuid import UUID
 
 from zwmd.client import ApiError, Client, ClientConfig, Workload, ZwmdError
 
@@ -225,18 +227,25 @@ def _workload_type(value: object) -> str | None:
     return text or None
 
 
-def _build_of(workload_id: object, workload_type: str | None) -> Any:
-    """The ``PipelineBuildResponse`` of the snapshot or run ``workload_id``, or None."""
+@functools.cache
+def _store_getter() -> Callable[[], Any] | None:
+    """ZenML's ``zen_store()`` accessor, or None without zenml (looked up once)."""
     try:
         from zenml.zen_server.utils import zen_store
     except ImportError:
         return None
+    return zen_store  # type: ignore[no-any-return]
+
+
+def _build_of(workload_id: object, workload_type: str | None) -> Any:
+    """The ``PipelineBuildResponse`` of the snapshot or run ``workload_id``, or None."""
+    getter = _store_getter()
+    if getter is None:
+        return None
     try:
-        store = zen_store()
+        store = getter()
     except Exception:  # not inside a running ZenML server
         return None
-    from uuid import UUID
-
     wid = workload_id if isinstance(workload_id, UUID) else UUID(str(workload_id))
     kinds = [workload_type] if workload_type else ["snapshot", "run"]
     for kind in kinds:
