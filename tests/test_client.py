@@ -24,7 +24,14 @@ import httpx
 import pytest
 
 from tests.daemon_process import DaemonProcess, free_port, start_daemon
-from zwmd.client import ApiError, Client, ClientConfig, DaemonUnreachable, Workload
+from zwmd.client import (
+    ApiError,
+    Client,
+    ClientConfig,
+    DaemonUnreachable,
+    Workload,
+    ZwmdError,
+)
 from zwmd.zenml import WorkloadFailed, WorkloadManager
 
 PY = sys.executable
@@ -81,6 +88,8 @@ def test_configuration_comes_from_the_environment(tmp_path: Path) -> None:
     assert ClientConfig.from_env({}).url == "http://127.0.0.1:8390"
     by_socket = ClientConfig.from_env({"ZWMD_URL": "unix:///run/zwmd/api.sock"})
     assert by_socket.socket == "/run/zwmd/api.sock"
+    with pytest.raises(ZwmdError, match="ZWMD_CLIENT_TIMEOUT must be a number of seconds"):
+        ClientConfig.from_env({"ZWMD_CLIENT_TIMEOUT": "soon"})
 
 
 # -- against the daemon -----------------------------------------------------------------

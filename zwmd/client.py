@@ -154,7 +154,13 @@ class ClientConfig:
         if url.startswith("unix:"):
             socket = socket or url.removeprefix("unix:").removeprefix("//")
             url = DEFAULT_URL
-        timeout = float(env.get("ZWMD_CLIENT_TIMEOUT") or DEFAULT_TIMEOUT_SECONDS)
+        raw_timeout = env.get("ZWMD_CLIENT_TIMEOUT") or str(DEFAULT_TIMEOUT_SECONDS)
+        try:
+            timeout = float(raw_timeout)
+        except ValueError:
+            raise ZwmdError(
+                f"ZWMD_CLIENT_TIMEOUT must be a number of seconds, not {raw_timeout!r}"
+            ) from None
         return cls(
             url=url.rstrip("/"),
             socket=socket,
