@@ -1,0 +1,181 @@
+"""A real ``zwmd serve --local`` process, as Prometheus, promtool and systemd see it.
+
+- Prometheus (Debian's ``prometheus``) on 127.0.0.1 scrapes the daemon's metrics
+  listener; a PromQL query through its HTTP API returns how many workloads finished.
+- ``promtool check metrics`` has nothing to say about the live exposition.
+- The daemon's ``sd_notify`` datagrams on ``$NOTIFY_SOCKET``: ``READY=1`` once ready,
+  ``WATCHDOG=1`` at half of ``$WATCHDOG_USEC``, ``STOPPING=1`` on SIGTERM.
+
+Without the binaries these tests are skipped with the reason, unless ``CI`` is set:
+then they fail.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.daemon_process import DaemonProcess, free_port, start_daemon
+
+
+def require(binary: str) -> str:
+    path = shutil.which(binary)
+    if path is None:
+        message = f"{binary} is not installed (apt-get install prometheus)"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    return path
+
+
+@pytest.fixture
+def daemon(tmp_path: Path) -> Iterator[tuple[DaemonProcess, str]]:
+    """A daemon with its metrics listener on 127.0.0.1; yields it and that listener's URL."""
+    port = free_port()
+    env = {"ZWMD_METRICS_PORT": str(port), "ZWMD_METRICS_HOST": "127.0.0.1"}
+    process = start_daemon(tmp_path / "zwmd", env=env)
+    try:
+        yield process, f"http://127.0.0.1:{port}"
+    finally:
+        process.stop()
+
+
+def run(daemon: DaemonProcess, command: str) -> dict[str, Any]:
+    """Run ``sh -c command`` through the API and return the finished workload."""
+    headers = {"Authorization": f"Bearer {daemon.token}"}
+    workload_id = str(uuid.uuid4())
+    with httpx.Client(base_url=daemon.url, headers=headers, timeout=90) as api:
+        body = {"image": "runner:1", "command": ["sh", "-c", command]}
+        assert api.post(f"/v1/workloads/{workload_id}/run", json=body).status_code == 202
+        response = api.get(f"/v1/workloads/{workload_id}/wait", params={"timeout": 60})
+        workload: dict[str, Any] = response.json()
+        assert workload["state"] in ("succeeded", "failed"), workload
+        return workload
+
+
+def wait_for(check: Any, timeout: float = 60.0, what: str = "") -> Any:
+    """The first truthy ``check()`` (a hang guard, not a timed assertion)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = check()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"gave up waiting for {what or check}")
+        time.sleep(0.2)
+
+
+def test_prometheus_scrapes_the_number_of_finished_workloads(
+    daemon: tuple[DaemonProcess, str], tmp_path: Path
+) -> None:
+    binary = require("prometheus")
+    process, metrics_url = daemon
+    outcomes = [run(process, command)["state"] for command in ("exit 0", "exit 0", "exit 7")]
+    assert outcomes == ["succeeded", "succeeded", "failed"]
+    finished_at = time.time()
+
+    port = free_port()
+    config = tmp_path / "prometheus.yml"
+    config.write_text(
+        "global:\n"
+        "  scrape_interval: 1s\n"
+        "scrape_configs:\n"
+        "  - job_name: zwmd\n"
+        "    static_configs:\n"
+        f"      - targets: ['{metrics_url.removeprefix('http://')}']\n"
+    )
+    log = (tmp_path / "prometheus.log").open("wb")
+    prometheus = subprocess.Popen(
+        [
+            binary,
+            f"--config.file={config}",
+            f"--storage.tsdb.path={tmp_path / 'tsdb'}",
+            f"--web.listen-address=127.0.0.1:{port}",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    api = httpx.Client(base_url=f"http://127.0.0.1:{port}/api/v1", timeout=10)
+    try:
+
+        def query(promql: str) -> list[dict[str, Any]]:
+            body = api.get("/query", params={"query": promql}).json()
+            assert body["status"] == "success", body
+            result: list[dict[str, Any]] = body["data"]["result"]
+            return result
+
+        def scraped_after_the_runs() -> bool:
+            try:
+                last = query('timestamp(up{job="zwmd"} == 1)')
+            except (httpx.TransportError, ValueError):
+                return False  # not listening yet
+            return bool(last) and float(last[0]["value"][1]) > finished_at
+
+        wait_for(scraped_after_the_runs, what="a scrape of zwmd after the runs")
+
+        (finished,) = query("sum(zwmd_workloads_finished_total)")
+        assert float(finished["value"][1]) == 3
+        by_outcome = {
+            r["metric"]["outcome"]: float(r["value"][1])
+            for r in query("sum by (outcome) (zwmd_workloads_finished_total)")
+        }
+        assert by_outcome == {"succeeded": 2, "failed": 1, "cancelled": 0}
+        (up,) = query('up{job="zwmd"}')
+        assert up["value"][1] == "1"
+    finally:
+        api.close()
+        prometheus.terminate()
+        prometheus.wait(10)
+        log.close()
+
+
+def test_promtool_has_nothing_to_say_about_the_exposition(
+    daemon: tuple[DaemonProcess, str],
+) -> None:
+    promtool = require("promtool")
+    process, metrics_url = daemon
+    run(process, "exit 0")  # every kind of series has values now
+    exposition = httpx.get(f"{metrics_url}/metrics").content
+    assert b"zwmd_workloads_finished_total" in exposition
+    check = subprocess.run(
+        [promtool, "check", "metrics"], input=exposition, capture_output=True, check=False
+    )
+    assert (check.returncode, check.stdout + check.stderr) == (0, b"")
+
+
+def test_the_daemon_speaks_sd_notify(tmp_path: Path) -> None:
+    path = tmp_path / "notify.sock"
+    receiver = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    receiver.bind(str(path))
+    receiver.settimeout(60)
+    env = {"NOTIFY_SOCKET": str(path), "WATCHDOG_USEC": "1000000"}  # ping every 0.5 s
+    process = start_daemon(tmp_path / "zwmd", env=env)
+    messages: list[str] = []
+
+    def receive_until(assignment: str) -> None:
+        while assignment not in messages:
+            messages.extend(receiver.recv(4096).decode().splitlines())
+
+    try:
+        receive_until("READY=1")
+        assert httpx.get(f"{process.url}/readyz").status_code == 200
+        receive_until("WATCHDOG=1")
+        process.process.send_signal(signal.SIGTERM)
+        receive_until("STOPPING=1")
+        assert process.process.wait(30) == 0
+    finally:
+        process.stop()
+        receiver.close()
+    assert messages.index("READY=1") < messages.index("STOPPING=1")
+    assert any(m.startswith("STATUS=") for m in messages)
