@@ -245,6 +245,7 @@ async def test_active_deadline_fails_the_job_and_deletes_its_pods(kube: Any) -> 
     job = await until(api, "late", is_true("Failed"), timeout=4)
     assert condition(job, "Failed").reason == "DeadlineExceeded"
     assert condition(job, "FailureTarget").reason == "DeadlineExceeded"
+    assert job.status.failed == 1  # the killed pod, counted in the same write as Failed
     assert await pod_names(api, "late") == []
     assert job.status.completion_time is None
 

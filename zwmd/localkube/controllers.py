@@ -275,6 +275,8 @@ class JobController:
                     wake.append(retry)
 
         pods = self._current(uid)
+        self._count(job, pods, status)  # pods this sync deleted count in the same write
+        succeeded, failed = self._counts[uid]
         active_count = sum(
             1 for p in pods if not rules.is_terminal(p) and not rules.is_terminating(p)
         )
