@@ -35,6 +35,9 @@ def build_parser() -> argparse.ArgumentParser:
     config.add_argument("--local", action="store_true", help="as for serve --local")
     commands.add_parser("plugins", help="list the installed plugins, their versions and hooks")
     commands.add_parser(
+        "doctor", help="check configuration, cluster access, registry and log store (a table)"
+    )
+    commands.add_parser(
         "localkube", help="run an in-process Kubernetes API server (zwmd localkube --help)"
     )
 
@@ -74,6 +77,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _config(local=args.local)
     if args.command == "plugins":
         return _plugins()
+    if args.command == "doctor":
+        from zwmd.daemon.doctor import main as doctor_main
+
+        return doctor_main()
     return _client_command(args)
 
 
