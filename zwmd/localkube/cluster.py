@@ -5,16 +5,15 @@ Design notes:
 * :meth:`LocalKube.serve` follows anyio's readiness handshake: ``await tg.start(kube.serve)``
   returns once the port is listening (``kube.url`` is then set); cancelling the task
   group stops everything. ``async with LocalKube() as kube:`` does the same for tests.
-* The Job controller and the kubelets live in sibling modules and are wired in when
-  present; a localkube without them is still a complete API server (``kubelet=None``
-  gives no pods running, which suits tests that drive pod status themselves).
+* The Job controller and the kubelets live in sibling modules; ``kubelet=None`` gives
+  an API server whose pods never run, which suits tests that drive pod status
+  themselves, and ``job_controller=False`` one whose Jobs make no pods.
 * Shutdown closes every watch first, so the HTTP server can stop without waiting on
   long-lived responses.
 """
 
 from __future__ import annotations
 
-import importlib
 import os
 from pathlib import Path
 from types import TracebackType
@@ -24,26 +23,20 @@ import anyio
 import anyio.abc
 from aiohttp import web
 
+from zwmd.localkube.controllers import JobController
 from zwmd.localkube.faults import Faults
 from zwmd.localkube.kubeconfig import write_kubeconfig
+from zwmd.localkube.kubelets.process import ProcessKubelet
+from zwmd.localkube.kubelets.scripted import ScriptedKubelet
+from zwmd.localkube.podlogs import PodLogs
 from zwmd.localkube.server import create_app
 from zwmd.localkube.store import Store
 
 KubeletKind = Literal["process", "scripted"]
-_KUBELETS = {
-    "process": ("zwmd.localkube.kubelets.process", "ProcessKubelet"),
-    "scripted": ("zwmd.localkube.kubelets.scripted", "ScriptedKubelet"),
+_KUBELETS: dict[str, type[ProcessKubelet] | type[ScriptedKubelet]] = {
+    "process": ProcessKubelet,
+    "scripted": ScriptedKubelet,
 }
-
-
-def _optional(module: str, name: str) -> Any:
-    """A class from a sibling module, or None while that module does not exist."""
-    try:
-        return getattr(importlib.import_module(module), name)
-    except ModuleNotFoundError as error:
-        if error.name is not None and error.name.startswith("zwmd.localkube"):
-            return None  # that part of localkube is not there (yet)
-        raise
 
 
 class LocalKube:
@@ -63,21 +56,15 @@ class LocalKube:
         self.port = port
         self.store = Store(history_size=history_size)
         self.faults = Faults(self.store)
-        pod_logs_class = _optional("zwmd.localkube.podlogs", "PodLogs")
-        self.pod_logs: Any = pod_logs_class(self.store) if pod_logs_class else None
+        self.pod_logs = PodLogs(self.store)
         self.faults.pod_logs = self.pod_logs
+        # Any: tests drive it as the kind they asked for (``kubelet.succeed(...)``)
         self.kubelet: Any = None
         if kubelet is not None:
             if kubelet not in _KUBELETS:
                 raise ValueError(f"unknown kubelet {kubelet!r}: choose process or scripted")
-            kubelet_class = _optional(*_KUBELETS[kubelet])
-            if kubelet_class is None:
-                raise RuntimeError(f"the {kubelet} kubelet is not available yet")
-            self.kubelet = kubelet_class(self.store, self.pod_logs)
-        controller_class = _optional("zwmd.localkube.controllers", "JobController")
-        self.job_controller: Any = (
-            controller_class(self.store) if controller_class and job_controller else None
-        )
+            self.kubelet = _KUBELETS[kubelet](self.store, self.pod_logs)
+        self.job_controller = JobController(self.store) if job_controller else None
         self._bookmark_interval = bookmark_interval
         self._task_group: anyio.abc.TaskGroup | None = None
 
