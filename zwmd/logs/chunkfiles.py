@@ -16,7 +16,7 @@ from urllib.parse import unquote
 
 import orjson
 
-from zwmd.logs.filestore import _parse_commit
+from zwmd.logs.filestore import parse_commit
 from zwmd.logs.records import LogRecord
 from zwmd.logs.store import Checkpoint, LogKey
 
@@ -58,7 +58,7 @@ def parse_chunk(data: bytes, attempt: int) -> list[Batch]:
         pos = nl + 1
         if line.startswith(_COMMIT):
             try:
-                cp = _parse_commit(line)
+                cp = parse_commit(line)
             except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, IndexError):
                 return out
             out.append(Batch(pending, cp, pos))

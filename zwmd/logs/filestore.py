@@ -60,7 +60,7 @@ def _source_rank(source: str) -> tuple[int, str]:
     return (SOURCES.index(source), "") if source in SOURCES else (len(SOURCES), source)
 
 
-def _encode(records: Sequence[LogRecord], checkpoint: Checkpoint) -> bytes:
+def encode_batch(records: Sequence[LogRecord], checkpoint: Checkpoint) -> bytes:
     """The bytes of one batch: a line per record, then the commit line."""
     dumps = orjson.dumps
     parts: list[bytes] = []
@@ -86,7 +86,8 @@ def _commit_line(cp: Checkpoint) -> bytes:
     return orjson.dumps({"c": {"n": cp.records, "k": marks, "x": cp.closed}})
 
 
-def _parse_commit(line: bytes) -> Checkpoint:
+def parse_commit(line: bytes) -> Checkpoint:
+    """The checkpoint a commit line (see :func:`encode_batch`) records."""
     body = orjson.loads(line)["c"]
     marks = tuple(SourceMark(str(k[0]), *(int(v) for v in k[1:5])) for k in body["k"])
     return Checkpoint(int(body["n"]), marks, bool(body["x"]))
@@ -130,7 +131,7 @@ def _try_commit(buf: bytes, start: int, base: int) -> tuple[int, Checkpoint] | N
     if nl < 0:
         return None
     try:
-        return base + nl + 1, _parse_commit(buf[start:nl])
+        return base + nl + 1, parse_commit(buf[start:nl])
     except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, IndexError):
         return None
 
@@ -314,7 +315,7 @@ class FileLogStore:
                 new = cp.advanced(records)
                 if close and not new.closed:
                     new = Checkpoint(new.records, new.marks, True)
-                payload = _encode(records, new)
+                payload = encode_batch(records, new)
                 self._write(state, payload)
                 return new, len(payload)
 

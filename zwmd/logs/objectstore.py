@@ -58,7 +58,7 @@ from zwmd.logs.chunkfiles import (
     truncate,
     unlink_spool,
 )
-from zwmd.logs.filestore import _encode
+from zwmd.logs.filestore import encode_batch
 from zwmd.logs.merging import merge_by_time
 from zwmd.logs.records import SOURCES, LogRecord
 from zwmd.logs.store import Checkpoint, LogKey
@@ -313,7 +313,7 @@ class ObjectLogStore:
             new = state.checkpoint.advanced(records)
             if close and not new.closed:
                 new = Checkpoint(new.records, new.marks, True)
-            payload = await anyio.to_thread.run_sync(_encode, records, new)
+            payload = await anyio.to_thread.run_sync(encode_batch, records, new)
             due = time.monotonic() >= self._retry_at
             if state.spooled and due:
                 await self._drain(state, key)
