@@ -195,7 +195,7 @@ class ImageBuilds:
             return record.workload
         try:
             await self._start(build, dockerfile, timeout_seconds)
-        except (KubeError, TypeError) as exc:
+        except Exception as exc:  # Kubernetes, or a plugin (prepare_push, builder_job)
             detail = f"the builder Job {build.job_name} could not be created: {exc}"
             await self._resolve(
                 build, Reason.BUILD_FAILED, Reason.BUILD_FAILED.message(detail=detail)
@@ -516,7 +516,7 @@ class ImageBuilds:
         self.reactor.spawn(later)
 
     async def _failed(self, build: _Build, job: Obj, pods: list[Obj], obs: Observation) -> None:
-        tail = await self._tail(pods)
+        tail = await self._tail(build.job_name, pods)
         if obs.reason is Reason.DEADLINE_EXCEEDED:
             deadline = (job.get("spec") or {}).get("activeDeadlineSeconds")
             reason = Reason.DEADLINE_EXCEEDED
@@ -531,8 +531,14 @@ class ImageBuilds:
             await self.kube.delete("jobs", build.job_name, propagation="Background")
         await self._resolve(build, reason, message, tail=tail)
 
-    async def _tail(self, pods: list[Obj]) -> list[str]:
+    async def _tail(self, job_name: str, pods: list[Obj]) -> list[str]:
         """The last lines of the newest builder pod's log, read from Kubernetes."""
+        if not pods:  # the Job's verdict can arrive before the pod watch's events
+            selector = f"batch.kubernetes.io/job-name={job_name}"
+            try:
+                pods, _ = await self.kube.list("pods", label_selector=selector)
+            except KubeError as exc:
+                log.info("builder pods of %s: %s", job_name, exc)
         if not pods:
             return []
         pod = max(pods, key=lambda p: p["metadata"].get("creationTimestamp") or "")
