@@ -67,6 +67,7 @@ async def test_a_missing_tag_runs_one_builder_job_with_its_inputs(
         assert meta["labels"]["app.kubernetes.io/managed-by"] == "zwmd"
         assert meta["annotations"]["zwmd.io/image"] == full
         assert spec["activeDeadlineSeconds"] == 900
+        assert "ttlSecondsAfterFinished" not in spec  # only once its log is stored
         pod = spec["template"]["spec"]
         [container] = pod["containers"]
         assert container["image"] == "cgr.dev/chainguard/kaniko:latest"
@@ -106,8 +107,12 @@ async def test_a_missing_tag_runs_one_builder_job_with_its_inputs(
         assert (done["state"], done["image"]) == ("succeeded", full)
         body, _ = daemon.ops.metrics_exposition()
         assert b'zwmd_builds_total{result="built"} 1.0' in body
-        # the builder's log joined the workload's stream
+        # the builder's log joined the workload's stream, then the Job got its TTL
         await until(lambda: _has_log(daemon, wid, "Pushed"))
+        await until(lambda: "ttlSecondsAfterFinished" in daemon.get("jobs", meta["name"])["spec"])
+        finished = daemon.get("jobs", meta["name"])["metadata"]["annotations"]
+        assert finished["zwmd.io/logs-flushed"] == "true"
+        assert finished["zwmd.io/state"] == "succeeded"
 
 
 async def _has_log(daemon: Daemon, wid: str, text: str) -> bool:

@@ -21,18 +21,13 @@ Design notes:
   runners; a failure becomes ``BuildFailed`` (``DeadlineExceeded`` for the Job's
   deadline), with the last lines of the builder's log in the message. A failed build
   fails every workload waiting for it. Refused registry credentials fail at once.
-- Logs: the builder's log is filed by the log pipeline under the first requester's id
-  (the Job's ``zwmd.io/workload-id``). Every other waiting workload gets a zwmd line
-  saying where; on failure the tail is copied into its own stream too, and its
-  attempt is closed. A successful build leaves the attempt open for the runner.
-- Runner pods get ``imagePullSecrets`` (:meth:`ImageBuilds.pull_secrets`): a shared
-  ``kubernetes.io/dockerconfigjson`` Secret per registry host, rewritten when the
-  credentials change.
+- The log side (notes in waiting workloads' streams, the builder Job's TTL after its
+  final lines are stored) is :mod:`zwmd.engine.buildlogs`; runner pull Secrets are
+  :mod:`zwmd.engine.pullsecrets`.
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import time
 from collections import OrderedDict
@@ -47,15 +42,16 @@ from zwmd.build.builder import (
     builder_job,
     builder_pod_pieces,
     context_configmap,
-    pull_secret,
     push_secret,
     waiter_annotation,
     waiters_of,
 )
-from zwmd.build.credentials import CredentialSource, dockerconfigjson
+from zwmd.build.credentials import CredentialSource
 from zwmd.build.modes import ImageConfig, decide
 from zwmd.build.registry import ImageRef, RegistryAuthError
+from zwmd.engine.buildlogs import BuildLogs
 from zwmd.engine.kubereading import parse_time, true_conditions
+from zwmd.engine.pullsecrets import PullSecrets
 from zwmd.engine.reactor import Reactor
 from zwmd.engine.reasons import Observation, observe
 from zwmd.engine.states import Reason, State
@@ -63,10 +59,8 @@ from zwmd.engine.workload import Workload
 from zwmd.kube import naming
 from zwmd.kube.client import KubeError, Obj
 from zwmd.kube.jobs import PodPolicy
-from zwmd.logs.merging import message_records
 from zwmd.logs.pipeline import LogPipeline
-from zwmd.logs.records import parse_kubelet_line
-from zwmd.logs.store import LogKey, LogStore
+from zwmd.logs.store import LogStore
 from zwmd.metrics import Metrics
 from zwmd.plugins import resolve
 
@@ -122,7 +116,9 @@ class ImageBuilds:
         self.store = store
         self.metrics = metrics
         self.pipeline = pipeline
-        self.ttl = ttl_seconds_after_finished
+        self.logs = BuildLogs(
+            reactor.kube, store, pipeline, ttl_seconds_after_finished=ttl_seconds_after_finished
+        )
         self.credentials = credentials or CredentialSource(
             config_path=config.registry_config,
             secret_name=config.registry_secret,
@@ -132,7 +128,7 @@ class ImageBuilds:
         self.records: OrderedDict[str, _Record] = OrderedDict()  # workload id -> latest
         self.builds: dict[str, _Build] = {}  # full image -> the build in flight
         self.by_job: dict[str, _Build] = {}  # builder Job name -> its build
-        self._pull_written: dict[str, str] = {}  # pull Secret name -> body written
+        self.pulls = PullSecrets(reactor.kube, self.credentials, local=config.local)
 
     # ------------------------------------------------------------------ the API
 
@@ -167,13 +163,13 @@ class ImageBuilds:
             record = self._new_record(workload_id, attempt, now)
             if decision.failure:
                 self._finish(record, State.FAILED, Reason.BUILD_FAILED, decision.failure)
-                await self._note(record.workload, decision.failure, logging.ERROR, close=True)
+                await self.logs.note(record.workload, decision.failure, logging.ERROR, close=True)
             else:
                 record.workload.image = decision.image or image_name
                 self._finish(record, State.SUCCEEDED, None, decision.message)
                 if self.config.local:
                     log.info("workload %s: %s", workload_id, decision.message)
-                    await self._note(record.workload, decision.message, logging.INFO)
+                    await self.logs.note(record.workload, decision.message, logging.INFO)
             return record.workload
         full = decision.build
         record = self._new_record(workload_id, attempt, now, target=full)
@@ -218,28 +214,8 @@ class ImageBuilds:
             await self.kube.delete("jobs", build.job_name, propagation="Background")
 
     async def pull_secrets(self, image: str) -> list[str]:
-        """The ``imagePullSecrets`` a runner of ``image`` needs (created or refreshed here)."""
-        if self.config.local:
-            return []
-        try:
-            host = ImageRef.parse(image).registry
-        except ValueError:
-            return []
-        auths = await self.credentials.auths(host)
-        if not auths:
-            return []
-        name = f"zwmd-pull-{hashlib.sha256(host.encode()).hexdigest()[:16]}"
-        body = dockerconfigjson(auths)
-        if self._pull_written.get(name) != body:
-            secret = pull_secret(name, auths)
-            try:
-                await self.kube.create("secrets", secret)
-            except KubeError as exc:
-                if exc.code != 409:
-                    raise
-                await self.kube.patch("secrets", name, {"data": secret["data"]})
-            self._pull_written[name] = body
-        return [name]
+        """The ``imagePullSecrets`` a runner of ``image`` needs (created or refreshed)."""
+        return await self.pulls.secrets_for(image)
 
     # ------------------------------------------------------------------ requests
 
@@ -348,7 +324,7 @@ class ImageBuilds:
             workload_id=owner.id,
             attempt=owner.attempt,
             policy=self.policy,
-            ttl_seconds_after_finished=self.ttl,
+            ttl_seconds_after_finished=None,  # set once the logs are stored
         )
         for _ in range(_CREATE_TRIES):
             try:
@@ -516,7 +492,7 @@ class ImageBuilds:
         self.reactor.spawn(later)
 
     async def _failed(self, build: _Build, job: Obj, pods: list[Obj], obs: Observation) -> None:
-        tail = await self._tail(build.job_name, pods)
+        tail = await self.logs.tail(build.job_name, pods)
         if obs.reason is Reason.DEADLINE_EXCEEDED:
             deadline = (job.get("spec") or {}).get("activeDeadlineSeconds")
             reason = Reason.DEADLINE_EXCEEDED
@@ -530,30 +506,6 @@ class ImageBuilds:
             # failed by a zwmd rule (image pull, unschedulable): stop the Job, a retry starts anew
             await self.kube.delete("jobs", build.job_name, propagation="Background")
         await self._resolve(build, reason, message, tail=tail)
-
-    async def _tail(self, job_name: str, pods: list[Obj]) -> list[str]:
-        """The last lines of the newest builder pod's log, read from Kubernetes."""
-        if not pods:  # the Job's verdict can arrive before the pod watch's events
-            selector = f"batch.kubernetes.io/job-name={job_name}"
-            try:
-                pods, _ = await self.kube.list("pods", label_selector=selector)
-            except KubeError as exc:
-                log.info("builder pods of %s: %s", job_name, exc)
-        if not pods:
-            return []
-        pod = max(pods, key=lambda p: p["metadata"].get("creationTimestamp") or "")
-        lines: list[str] = []
-        with anyio.move_on_after(5.0):
-            try:
-                stream = await self.kube.pod_log(pod["metadata"]["name"], tail_lines=TAIL_LINES)
-                async with stream:
-                    async for raw in stream.lines():
-                        text = raw.decode("utf-8", "replace")
-                        parsed = parse_kubelet_line(text)
-                        lines.append(parsed[1] if parsed else text)
-            except KubeError as exc:
-                log.info("builder log of %s: %s", pod["metadata"]["name"], exc)
-        return lines[-TAIL_LINES:]
 
     # ------------------------------------------------------------------ resolution
 
@@ -590,51 +542,16 @@ class ImageBuilds:
         message: str,
         tail: list[str],
     ) -> None:
-        """Logs of the waiting workloads, and the outcome on the Job (best effort)."""
-        if not build.created:  # refused before any Job: each workload's own stream says why
-            for record in records:
-                await self._note(record.workload, f"zwmd: {message}", logging.ERROR, close=True)
+        workloads = [record.workload for record in records]
+        if not build.created:
+            await self.logs.refused(workloads, message)
             return
-        try:
-            state = State.SUCCEEDED if reason is None else State.FAILED
-            notes = {
-                naming.ANN_STATE: state.value,
-                naming.ANN_REASON: reason.value if reason else "",
-                naming.ANN_MESSAGE: message[:4000],
-            }
-            await self.kube.patch("jobs", build.job_name, {"metadata": {"annotations": notes}})
-        except KubeError as exc:
-            log.info("builder Job %s: outcome not recorded: %s", build.job_name, exc)
-        for record in records:
-            workload = record.workload
-            key = LogKey(workload.id, workload.attempt)
-            try:
-                if workload.id == build.owner and self.pipeline is not None:
-                    if reason is not None:
-                        first = message.split("\nLast lines", 1)[0]
-                        await self.pipeline.finish(
-                            key, build.job_name, failure=(reason.value, first)
-                        )
-                    continue
-                where = f"its log is under workload {build.owner}"
-                if reason is None:
-                    text = f"The image {build.image} was built by the builder Job {build.job_name} ({where})."
-                    await self._note(workload, text, logging.INFO)
-                else:
-                    text = f"zwmd: the build failed ({reason.value}): {message.split(chr(10), 1)[0]} ({where})"
-                    if tail:
-                        text += "\nLast lines of the builder log:\n" + "\n".join(tail)
-                    await self._note(workload, text, logging.ERROR, close=True)
-            except Exception:
-                log.exception("logs of build workload %s", workload.id)
-
-    async def _note(
-        self, workload: Workload, text: str, level: int, *, close: bool = False
-    ) -> None:
-        key = LogKey(workload.id, workload.attempt)
-        now_ns = time.time_ns()
-        await self.store.append(
-            key, message_records(text, level=level, ts_ns=now_ns, attempt=key.attempt)
+        await self.logs.finished(
+            job_name=build.job_name,
+            image=build.image,
+            owner=build.owner,
+            waiting=workloads,
+            reason=reason,
+            message=message,
+            tail=tail,
         )
-        if close:
-            await self.store.close(key)

@@ -165,6 +165,16 @@ class LogPipeline:
         self, key: LogKey, job_name: str, *, failure: tuple[str, str] | None = None
     ) -> None:
         """Wait for the final lines of ``job_name``'s pods, add the failure summary, close."""
+        await self.settle(job_name)
+        if failure is not None:
+            await self._summarize(key, *failure)
+        await self.store.close(key)
+
+    async def settle(self, job_name: str) -> None:
+        """Return once every pod of ``job_name`` had its final fetch (or the time is up).
+
+        After this, Kubernetes may delete the pods: their lines are in the store.
+        """
         with anyio.move_on_after(self.finish_timeout) as scope:
             await self.pods_listed.wait()
             await self._catch_up(job_name)
@@ -175,9 +185,6 @@ class LogPipeline:
             log.warning(
                 "logs of %s: followers still running after %ss", job_name, self.finish_timeout
             )
-        if failure is not None:
-            await self._summarize(key, *failure)
-        await self.store.close(key)
 
     async def _catch_up(self, job_name: str) -> None:
         """Follow every pod the Job has had, even those the pod watch has not shown yet.
