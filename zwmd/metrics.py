@@ -21,9 +21,10 @@ Design notes:
 - Units are in the names (``_seconds``, ``_bytes``); counters end in ``_total`` (added by
   prometheus-client). The age of the last watch event is computed at scrape time from a
   monotonic timestamp, so it keeps growing while a watch is silent.
-- ``zwmd_workloads{state}`` counts the workloads the daemon currently tracks. The engine
-  keeps it right with ``transition`` for live changes, ``set_workloads`` after a
-  (re-)list rebuilt its view, and ``workload_forgotten`` when it drops a workload.
+- ``zwmd_workloads{state}`` counts the workloads the daemon currently tracks, computed
+  at scrape time from the daemon's own records (:meth:`Metrics.count_workloads_with`):
+  a count kept up to date by increments drifts (adopted, replaced, forgotten workloads),
+  a count derived from the records cannot.
 """
 
 from __future__ import annotations
@@ -31,9 +32,10 @@ from __future__ import annotations
 import platform
 import re
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
+from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.exposition import choose_encoder
 
 import zwmd
@@ -137,9 +139,8 @@ class Metrics:
         r = self.registry
 
         # Workloads and the state machine.
-        self._workloads = Gauge(
-            "zwmd_workloads", "Workloads tracked by this daemon, by state.", ["state"], registry=r
-        )
+        self._count_workloads: Callable[[], Iterable[str]] = tuple
+        r.register(_WorkloadsByState(lambda: self._count_workloads()))
         self._transitions = Counter(
             "zwmd_workload_transitions",
             "State transitions of workloads; from is 'none' for a new workload.",
@@ -254,8 +255,6 @@ class Metrics:
         self._preinitialise()
 
     def _preinitialise(self) -> None:
-        for state in STATES:
-            self._workloads.labels(state=state).set(0)
         for reason in FAILURE_REASONS:
             self._finished.labels(outcome="failed", reason=reason)
         for outcome in ("succeeded", "cancelled"):
@@ -285,14 +284,11 @@ class Metrics:
     def transition(self, old: str | None, new: str, *, reason: str | None = None) -> None:
         """A workload moved from ``old`` (None: it is new) to ``new``.
 
-        Updates the per-state gauge and the transition counter; when ``new`` is terminal,
-        also counts the workload as finished with ``reason`` (failures only).
+        Counts the transition; when ``new`` is terminal, also counts the workload as
+        finished with ``reason`` (failures only).
         """
         new_state = _bounded(new, STATES)
         old_state = _bounded(old, STATES)
-        if old is not None:
-            self._workloads.labels(state=old_state).dec()
-        self._workloads.labels(state=new_state).inc()
         self._transitions.labels(old_state, new_state).inc()
         if new_state in OUTCOMES:
             self.finished(new_state, reason)
@@ -303,18 +299,9 @@ class Metrics:
         bounded_reason = _bounded(reason, FAILURE_REASONS) if bounded_outcome == "failed" else NONE
         self._finished.labels(outcome=bounded_outcome, reason=bounded_reason).inc()
 
-    def set_workloads(self, counts: Mapping[str, int]) -> None:
-        """Replace the per-state gauge, e.g. after a (re-)list rebuilt every workload."""
-        totals = dict.fromkeys(STATES, 0)
-        for state, count in counts.items():
-            key = _bounded(state, STATES)
-            totals[key] = totals.get(key, 0) + count
-        for state, count in totals.items():
-            self._workloads.labels(state=state).set(count)
-
-    def workload_forgotten(self, state: str) -> None:
-        """The daemon stopped tracking a workload that was in ``state`` (e.g. TTL expired)."""
-        self._workloads.labels(state=_bounded(state, STATES)).dec()
+    def count_workloads_with(self, states: Callable[[], Iterable[str]]) -> None:
+        """``zwmd_workloads{state}`` counts, at each scrape, the states ``states()`` yields."""
+        self._count_workloads = states
 
     def queue_wait(self, seconds: float) -> None:
         """A runner Job left the queue after waiting ``seconds``."""
@@ -417,3 +404,26 @@ class Metrics:
         """
         encoder, content_type = choose_encoder(accept or "")
         return encoder(self.registry), content_type
+
+
+class _WorkloadsByState:
+    """The ``zwmd_workloads{state}`` gauge, counted from the daemon's records at scrape time."""
+
+    def __init__(self, states: Callable[[], Iterable[str]]) -> None:
+        self._states = states
+
+    def describe(self) -> Iterable[GaugeMetricFamily]:
+        yield GaugeMetricFamily("zwmd_workloads", _WORKLOADS_HELP, labels=["state"])
+
+    def collect(self) -> Iterable[GaugeMetricFamily]:
+        totals = dict.fromkeys(STATES, 0)
+        for state in self._states():
+            key = _bounded(state, STATES)
+            totals[key] = totals.get(key, 0) + 1
+        family = GaugeMetricFamily("zwmd_workloads", _WORKLOADS_HELP, labels=["state"])
+        for state, count in totals.items():
+            family.add_metric([state], count)
+        yield family
+
+
+_WORKLOADS_HELP = "Workloads tracked by this daemon, by state."

@@ -75,6 +75,7 @@ def exercised(workload_id: str, clock: FakeClock | None = None) -> Metrics:
     metrics.hook_error("zwmd_log_store")
     metrics.plugin_loaded("kubernetes", "0.1.0")
     metrics.set_leader(True)
+    metrics.count_workloads_with(lambda: ["failed", "cancelled", "failed", f"Weird-{workload_id}"])
     return metrics
 
 
@@ -124,6 +125,8 @@ def test_recorded_values() -> None:
         return matches[0]
 
     assert value("zwmd_workloads", "zwmd_workloads", state="failed") == 2
+    assert value("zwmd_workloads", "zwmd_workloads", state="cancelled") == 1
+    assert value("zwmd_workloads", "zwmd_workloads", state="other") == 1
     assert value("zwmd_workloads", "zwmd_workloads", state="running") == 0
     assert (
         value(
@@ -165,10 +168,15 @@ def test_recorded_values() -> None:
     assert value(age, age, kind="Job") == 7.5
     assert metrics.last_event_age("Pod") == 7.5
 
-    metrics.set_workloads({"running": 3, "queued": 1})
+    # counted afresh at every scrape from the daemon's records
+    states = ["running", "running", "running", "queued"]
+    metrics.count_workloads_with(lambda: states)
     families = parse(metrics)
     assert value("zwmd_workloads", "zwmd_workloads", state="running") == 3
     assert value("zwmd_workloads", "zwmd_workloads", state="failed") == 0
+    states.pop(0)
+    families = parse(metrics)
+    assert value("zwmd_workloads", "zwmd_workloads", state="running") == 2
 
 
 def test_no_workload_id_in_any_label() -> None:
@@ -185,7 +193,9 @@ def test_no_workload_id_in_any_label() -> None:
 def test_registries_are_per_instance() -> None:
     first, second = Metrics(), Metrics()
     first.transition(None, "queued")
+    first.count_workloads_with(lambda: ["queued"])
     assert first.registry is not second.registry
+    assert b'zwmd_workloads{state="queued"} 1.0' in first.exposition()[0]
     assert b'zwmd_workloads{state="queued"} 0.0' in second.exposition()[0]
 
 

@@ -16,7 +16,7 @@ Design notes:
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
@@ -113,10 +113,6 @@ class DaemonOperations:
         if created:
             # counted as created (queued), though admission may have moved it on already
             self.metrics.transition(None, State.QUEUED.value)
-            # a new attempt replaces the previous one of that id: recount, not add
-            self.metrics.set_workloads(
-                _counts(str(t.workload.state) for t in self.reactor.tracked.values())
-            )
         return workload.to_api(), created
 
     async def _first_attempt(self, workload_id: str) -> int:
@@ -222,13 +218,6 @@ class DaemonOperations:
     def _terminal(self, workload_id: str) -> bool:
         tracked = self.reactor.tracked.get(workload_id)
         return tracked is None or tracked.workload.is_terminal
-
-
-def _counts(states: Iterable[str]) -> dict[str, int]:
-    counts: dict[str, int] = {}
-    for state in states:
-        counts[state] = counts.get(state, 0) + 1
-    return counts
 
 
 async def _follow_attempt(

@@ -53,7 +53,7 @@ from zwmd.engine.reactor import Reactor, ReactorTiming
 from zwmd.engine.states import State
 from zwmd.engine.workload import Transition, Workload
 from zwmd.kube import naming
-from zwmd.kube.client import KubeClient, Obj, load_api_client
+from zwmd.kube.client import KubeClient, load_api_client
 from zwmd.kube.instrumentation import instrument_api_client
 from zwmd.kube.jobs import PodPolicy
 from zwmd.kube.watching import Watcher, WatchTiming
@@ -163,30 +163,6 @@ def _seconds(start: datetime, end: datetime) -> float:
     return max(0.0, (end - start).total_seconds())
 
 
-class _WorkloadGauge:
-    """Recounts ``zwmd_workloads{state}`` from the reactor's view after a list of Jobs."""
-
-    def __init__(self, reactor: Reactor, metrics: Metrics):
-        self.reactor = reactor
-        self.metrics = metrics
-
-    async def on_listed(self, resource: str, items: list[Obj]) -> None:
-        if resource == "jobs":
-            self.metrics.set_workloads(workload_counts(self.reactor))
-
-    async def on_event(self, resource: str, event_type: str, obj: Obj) -> None:
-        pass
-
-
-def workload_counts(reactor: Reactor) -> dict[str, int]:
-    """How many workloads the reactor tracks, by state."""
-    counts: dict[str, int] = {}
-    for tracked in reactor.tracked.values():
-        state = tracked.workload.state.value
-        counts[state] = counts.get(state, 0) + 1
-    return counts
-
-
 def _builtin_plugins() -> pluggy.PluginManager:
     """The builtin plugin alone, for a daemon started without a plugin manager (tests)."""
     manager = plugin_manager(entry_points=False)
@@ -273,7 +249,6 @@ async def serve(
         on_stored=lambda lines, nbytes: metrics.log_stored(store.name, lines, nbytes),
     )
     reactor.subscribers.append(listener.pipeline)
-    reactor.subscribers.append(_WorkloadGauge(reactor, metrics))
     watchers = tuple(
         Watcher(kube, resource, naming.SELECTOR, reactor, config.watch_timing, metrics)
         for resource in ("jobs", "pods")
@@ -290,6 +265,12 @@ async def serve(
     )
     reactor.subscribers.append(images)
     # --
+    metrics.count_workloads_with(
+        lambda: (
+            [t.workload.state.value for t in reactor.tracked.values()]
+            + [w.state.value for w in images.workloads()]
+        )
+    )
     lag = _LoopLag()
     ops = DaemonOperations(
         reactor, config.policy, store, metrics, watchers, loop_lag=lag.current, images=images

@@ -244,8 +244,7 @@ class ImageBuilds:
         self.records.move_to_end(workload.id)
         self.metrics.transition(None, State.BUILDING.value)
         while len(self.records) > MAX_RECORDS:
-            _, old = self.records.popitem(last=False)
-            self.metrics.workload_forgotten(old.workload.state.value)
+            self.records.popitem(last=False)
         return record
 
     def _finish(self, record: _Record, state: State, reason: Reason | None, message: str) -> None:
