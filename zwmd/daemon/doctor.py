@@ -118,7 +118,7 @@ class Doctor:
             return None
         kube = KubeClient(api, self.settings.namespace, request_timeout=10.0)
         try:
-            version = await kube._json("GET", "/version")
+            version = await kube.request_json("GET", "/version")
         except KubeError as exc:
             await api.close()
             self.add(
@@ -136,7 +136,7 @@ class Doctor:
     async def namespace(self, kube: KubeClient) -> None:
         name = self.settings.namespace
         try:
-            await kube._json("GET", f"/api/v1/namespaces/{name}")
+            await kube.request_json("GET", f"/api/v1/namespaces/{name}")
         except KubeError as exc:
             if exc.code == 404:
                 self.add(
@@ -188,7 +188,7 @@ class Doctor:
                     "spec": {"resourceAttributes": attributes},
                 }
                 try:
-                    answer = await kube._json("POST", REVIEWS, body=review)
+                    answer = await kube.request_json("POST", REVIEWS, body=review)
                 except KubeError as exc:
                     errors.append(f"{verb} {resource}: {exc}")
                     continue

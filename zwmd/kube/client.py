@@ -169,7 +169,8 @@ class KubeClient:
         await _raise_for_status(response)
         return response
 
-    async def _json(self, method: str, path: str, **kwargs: Any) -> Obj:
+    async def request_json(self, method: str, path: str, **kwargs: Any) -> Obj:
+        """Any call by absolute path (``/version``, access reviews), as a dict."""
         response = await self._call(method, path, **kwargs)
         try:
             data: Obj = orjson.loads(await response.read())
@@ -178,7 +179,7 @@ class KubeClient:
         return data
 
     async def get(self, resource: str, name: str) -> Obj:
-        return await self._json("GET", self.path(resource, name))
+        return await self.request_json("GET", self.path(resource, name))
 
     async def list(
         self, resource: str, *, label_selector: str | None = None, page_size: int = 500
@@ -189,7 +190,7 @@ class KubeClient:
         if label_selector:
             query["labelSelector"] = label_selector
         while True:
-            page = await self._json("GET", self.path(resource), query=query)
+            page = await self.request_json("GET", self.path(resource), query=query)
             items.extend(page.get("items") or [])
             meta = page.get("metadata") or {}
             token = meta.get("continue")
@@ -198,12 +199,12 @@ class KubeClient:
             query["continue"] = token
 
     async def create(self, resource: str, obj: Obj) -> Obj:
-        return await self._json("POST", self.path(resource), body=obj)
+        return await self.request_json("POST", self.path(resource), body=obj)
 
     async def patch(
         self, resource: str, name: str, patch: Any, *, content_type: str = MERGE_PATCH
     ) -> Obj:
-        return await self._json(
+        return await self.request_json(
             "PATCH", self.path(resource, name), body=patch, content_type=content_type
         )
 
