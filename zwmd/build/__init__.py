@@ -1,1 +1,10 @@
-"""zwmd.build."""
+"""zwmd.build: runner images, without the engine.
+
+- :mod:`zwmd.build.modes` -- which of the three ways (pre-built, build on demand, reuse
+  the snapshot's image) answers a request, from configuration alone.
+- :mod:`zwmd.build.credentials` -- docker config auths for a registry host.
+- :mod:`zwmd.build.registry` -- does an image exist: the OCI distribution API.
+- :mod:`zwmd.build.builder` -- the builder Job, its ConfigMap and Secrets.
+
+The coordinator that runs builds as workloads is :mod:`zwmd.engine.building`.
+"""

@@ -1,9 +1,13 @@
-"""zwmd.logs: the storage half of the log pipeline.
+"""zwmd.logs: every log line of every workload, stored once and in order.
 
 - :mod:`zwmd.logs.records` -- :class:`~zwmd.logs.records.LogRecord`, byte framing
   (bounded lines, any bytes accepted), kubelet timestamps, ZenML output shapes.
 - :mod:`zwmd.logs.store` -- the :class:`~zwmd.logs.store.LogStore` protocol, keys and
   checkpoints.
 - :mod:`zwmd.logs.filestore` -- the builtin ``file`` store (crash-safe NDJSON files).
+- :mod:`zwmd.logs.objectstore`, :mod:`zwmd.logs.chunkfiles` -- a store on any object
+  store (S3, GCS: the plugins supply only the backend), with a local spool for outages.
 - :mod:`zwmd.logs.merging` -- time ordering across sources and exactly-once resume.
+- :mod:`zwmd.logs.following`, :mod:`zwmd.logs.pipeline` -- following containers' logs
+  into the store, and knowing when a workload's logs are complete.
 """
