@@ -112,7 +112,9 @@ def observe(
     """Read the state of the workload behind ``job`` from the Job, its pods and events.
 
     :param job: the Job, as a dict.
-    :param pods: the pods of this Job (any order; deleted ones may be missing).
+    :param pods: the pods of this Job, in the order they were first seen (deleted ones
+        may be missing). Creation and finish times have whole-second resolution, so pods
+        of the same second are told apart by that order: the later one is the newer.
     :param events: Events; only those about this Job or one of ``pods`` are read.
     :param now: the current time (timezone-aware).
     :param image_pull_grace: how long an image pull (or container creation) may fail
@@ -140,9 +142,10 @@ class _Observer:
     ) -> None:
         self.job = job
         self.job_name = str(job.get("metadata", {}).get("name", ""))
-        # newest pod first: its problems are the current ones
+        # newest pod first: its problems are the current ones (the sort is stable, so
+        # among pods created in the same second the one seen last comes first)
         self.pods = sorted(
-            pods,
+            reversed(pods),
             key=lambda pod: pod.get("metadata", {}).get("creationTimestamp") or "",
             reverse=True,
         )
@@ -448,7 +451,8 @@ class _Observer:
             last = status.get("lastState", {}).get("terminated", {})
             exit_code = last.get("exitCode")
             reason = Reason.CRASH_LOOP_BACK_OFF
-            message = reason.message(container=container, exit_code=exit_code)
+            shown = "unknown" if exit_code is None else exit_code
+            message = reason.message(container=container, exit_code=shown)
             return self._failed(reason, message, exit_code=exit_code)
         if why == "PodInitializing":
             message = f"Running the pod's init containers before the {container} container."

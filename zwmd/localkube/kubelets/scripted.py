@@ -148,7 +148,10 @@ class ScriptedKubelet:
     ) -> None:
         obj = self._schedule(namespace, pod)
         name = self._main(obj, container)
-        started = self._started.get((namespace, pod, name), podstatus.now())
+        started = self._started.get((namespace, pod, name))
+        if started is None:  # it ran (it has an exit code), so it has a log, if empty
+            started = self._started[(namespace, pod, name)] = podstatus.now()
+            self._logs.start(namespace, pod, name)
         state = podstatus.terminated_state(exit_code, reason, started_at=started, message=message)
         self._logs.close(namespace, pod, name)
         self._write(namespace, pod, podstatus.terminated(obj.get("status") or {}, name, state))

@@ -1,0 +1,187 @@
+"""Every failure reason, from pods the scripted kubelet drives, as the API reports it.
+
+Each test submits a run over HTTP, plays one way a runner can fail (on the pod, the Job
+or its Events, as Kubernetes would write them) and reads ``GET /v1/workloads/{id}``:
+state ``failed`` with a stable ``reason`` and a message that says what happened.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import AsyncIterator
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from tests.daemon.conftest import Daemon, JsonDict, K, running_daemon
+from zwmd.daemon.serving import DaemonConfig
+from zwmd.localkube import LocalKube
+
+pytestmark = pytest.mark.anyio
+
+POLICY = {"rules": [{"action": "FailJob", "onExitCodes": {"operator": "In", "values": [42]}}]}
+
+
+def fast(config: DaemonConfig) -> DaemonConfig:
+    """Grace periods and deadlines short enough for a test."""
+    timing = dataclasses.replace(
+        config.reactor_timing,
+        image_pull_grace=timedelta(seconds=0.5),
+        unschedulable_deadline=timedelta(seconds=0.5),
+        events_poll_after=0.2,
+        tick=0.1,
+    )
+    return dataclasses.replace(config, reactor_timing=timing)
+
+
+@pytest.fixture
+async def daemon(kube: LocalKube, kubeconfig: Path, tmp_path: Path) -> AsyncIterator[Daemon]:
+    env = {f"{K}POD_FAILURE_POLICY": json.dumps(POLICY)}
+    async with running_daemon(kube, kubeconfig, tmp_path, env, adjust=fast) as d:
+        yield d
+
+
+async def started(daemon: Daemon, **body: object) -> tuple[str, str, str]:
+    """Submit a run and wait for its pod: (workload id, Job name, pod name)."""
+    workload = await daemon.submit(**body)  # type: ignore[arg-type]
+    pod = await daemon.pod_of(workload["job_name"])
+    return workload["id"], workload["job_name"], pod
+
+
+async def failed(daemon: Daemon, wid: str) -> JsonDict:
+    workload = await daemon.wait(wid)
+    assert workload["state"] == "failed", workload
+    assert workload["finished_at"] is not None
+    return workload
+
+
+async def test_exit_code_is_error_with_the_code(daemon: Daemon) -> None:
+    wid, _, pod = await started(daemon)
+    daemon.kubelet.set_running(daemon.namespace, pod)
+    await daemon.until_state(wid, "running")
+    daemon.kubelet.fail(daemon.namespace, pod, exit_code=3)
+    workload = await failed(daemon, wid)
+    assert workload["reason"] == "Error"
+    assert workload["exit_code"] == 3
+    assert "exited with code 3" in workload["message"]
+
+
+async def test_backoff_limit_retries_then_reports_the_last_exit_code(
+    kube: LocalKube, kubeconfig: Path, tmp_path: Path
+) -> None:
+    env = {f"{K}JOB_BACKOFF_LIMIT": "1"}
+    async with running_daemon(kube, kubeconfig, tmp_path, env, adjust=fast) as daemon:
+        wid, job, first = await started(daemon)
+        daemon.kubelet.fail(daemon.namespace, first, exit_code=5)
+        second = await daemon.pod_of(job)
+        assert (await daemon.get(wid))["state"] in ("starting", "running")
+        daemon.kubelet.fail(daemon.namespace, second, exit_code=7)
+        workload = await failed(daemon, wid)
+        assert workload["reason"] == "Error"
+        assert workload["exit_code"] == 7
+        assert "backoffLimit 1" in workload["message"] or "code 7" in workload["message"]
+        conditions = {c["type"]: c for c in daemon.job(job)["status"]["conditions"]}
+        assert conditions["Failed"]["reason"] == "BackoffLimitExceeded"
+
+
+async def test_oom_killed(daemon: Daemon) -> None:
+    wid, _, pod = await started(daemon)
+    daemon.kubelet.set_running(daemon.namespace, pod)
+    daemon.kubelet.oom_kill(daemon.namespace, pod)
+    workload = await failed(daemon, wid)
+    assert workload["reason"] == "OOMKilled"
+    assert "ran out of memory" in workload["message"]
+
+
+async def test_evicted(daemon: Daemon) -> None:
+    wid, _, pod = await started(daemon)
+    daemon.kubelet.set_running(daemon.namespace, pod)
+    daemon.kubelet.evict(daemon.namespace, pod, message="The node was low on resource: memory.")
+    workload = await failed(daemon, wid)
+    assert workload["reason"] == "Evicted"
+    assert "low on resource: memory" in workload["message"]
+
+
+async def test_image_pull_error_after_the_grace_period(daemon: Daemon) -> None:
+    wid, _, pod = await started(daemon, image="registry.example/nope:1")
+    daemon.kubelet.waiting(daemon.namespace, pod, "ErrImagePull")
+    assert (await daemon.get(wid))["state"] == "starting", "not failed before the grace period"
+    daemon.kubelet.waiting(daemon.namespace, pod, "ImagePullBackOff")
+    workload = await failed(daemon, wid)  # no further event: the grace period ends it
+    assert workload["reason"] == "ImagePullError"
+    assert "registry.example/nope:1" in workload["message"]
+
+
+async def test_crash_loop_back_off(daemon: Daemon) -> None:
+    wid, _, pod = await started(daemon)
+    daemon.kubelet.set_running(daemon.namespace, pod)
+    daemon.kubelet.waiting(daemon.namespace, pod, "CrashLoopBackOff", "back-off 10s restarting")
+    workload = await failed(daemon, wid)
+    assert workload["reason"] == "CrashLoopBackOff"
+    assert "keeps crashing" in workload["message"]
+    assert "None" not in workload["message"]
+
+
+async def test_unschedulable_after_the_deadline(daemon: Daemon) -> None:
+    wid, _, pod = await started(daemon)
+    daemon.kubelet.unschedulable(
+        daemon.namespace, pod, "0/3 nodes are available: 3 Insufficient cpu."
+    )
+    assert (await daemon.until_state(wid, "starting", "failed"))["state"] == "starting"
+    workload = await failed(daemon, wid)
+    assert workload["reason"] == "Unschedulable"
+    assert "Insufficient cpu" in workload["message"]
+
+
+async def test_missing_service_account_is_create_failed(
+    kube: LocalKube, kubeconfig: Path, tmp_path: Path
+) -> None:
+    async with running_daemon(
+        kube, kubeconfig, tmp_path, adjust=fast, create_service_account=False
+    ) as daemon:
+        workload = await daemon.submit()
+        workload = await failed(daemon, workload["id"])
+        assert workload["reason"] == "CreateFailed"
+        assert 'serviceaccount "zenml-runner" not found' in workload["message"]
+        assert daemon.pods(workload["job_name"]) == []
+
+
+async def test_timeout_is_deadline_exceeded(daemon: Daemon) -> None:
+    wid, job, pod = await started(daemon, timeout_seconds=1)
+    daemon.kubelet.set_running(daemon.namespace, pod)
+    await daemon.until_state(wid, "running")
+    workload = await failed(daemon, wid)  # the pod never ends by itself
+    assert workload["reason"] == "DeadlineExceeded"
+    assert "timeout of 1" in workload["message"]
+    assert daemon.job(job)["spec"]["activeDeadlineSeconds"] == 1
+
+
+async def test_pod_failure_policy(daemon: Daemon) -> None:
+    wid, _, pod = await started(daemon)
+    daemon.kubelet.set_running(daemon.namespace, pod)
+    daemon.kubelet.fail(daemon.namespace, pod, exit_code=42)
+    workload = await failed(daemon, wid)
+    assert workload["reason"] == "PodFailurePolicy"
+    assert "42" in workload["message"]
+
+
+async def test_a_job_deleted_behind_the_daemons_back_is_job_lost(daemon: Daemon) -> None:
+    wid, job, pod = await started(daemon)
+    daemon.kubelet.set_running(daemon.namespace, pod)
+    await daemon.until_state(wid, "running")
+    daemon.kube.store.delete("jobs", daemon.namespace, job)
+    workload = await failed(daemon, wid)
+    assert workload["reason"] == "JobLost"
+    assert job in workload["message"]
+
+
+async def test_success(daemon: Daemon) -> None:
+    wid, _, pod = await started(daemon)
+    daemon.kubelet.set_running(daemon.namespace, pod)
+    running = await daemon.until_state(wid, "running")
+    assert running["started_at"] is not None
+    daemon.kubelet.succeed(daemon.namespace, pod)
+    workload = await daemon.wait(wid)
+    assert (workload["state"], workload["reason"]) == ("succeeded", None)

@@ -1,0 +1,160 @@
+"""The runner Job that zwmd creates, built from every ZENML_KUBERNETES_WORKLOAD_MANAGER_* knob.
+
+Settings are loaded from variables (as ``zwmd serve`` does), a run is submitted over
+HTTP, and the Job is read back from the (local) Kubernetes API, as ``kubectl get job -o
+json`` would show it. The second half checks that the run's environment, a secret, is in
+the Secret the Job owns and nowhere else: not in the Job, not in any API response, not
+in the daemon's log.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import uuid
+from pathlib import Path
+
+import orjson
+import pytest
+
+from tests.daemon.conftest import SERVICE_ACCOUNT, K, running_daemon, until
+from zwmd.localkube import LocalKube
+
+pytestmark = pytest.mark.anyio
+
+RESOURCES = {"requests": {"cpu": "250m", "memory": "256Mi"}, "limits": {"memory": "1Gi"}}
+NODE_SELECTOR = {"node-pool": "zenml-pool", "kubernetes.io/arch": "amd64"}
+TOLERATIONS = [
+    {"key": "pool", "operator": "Equal", "value": "zenml", "effect": "NoSchedule"},
+    {"key": "spot", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 60},
+]
+POD_FAILURE_POLICY = {
+    "rules": [
+        {"action": "FailJob", "onExitCodes": {"operator": "In", "values": [42]}},
+        {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}]},
+    ]
+}
+EVERY_KNOB = {
+    f"{K}POD_RESOURCES": json.dumps(RESOURCES),
+    f"{K}NODE_SELECTOR": json.dumps(NODE_SELECTOR),
+    f"{K}TOLERATIONS": json.dumps(TOLERATIONS),
+    f"{K}JOB_BACKOFF_LIMIT": "3",
+    f"{K}POD_FAILURE_POLICY": json.dumps(POD_FAILURE_POLICY),
+    f"{K}TTL_SECONDS_AFTER_FINISHED": "600",
+    "ZENML_SERVER_MAX_CONCURRENT_TEMPLATE_RUNS": "1",
+}
+
+
+async def test_every_variable_shapes_the_runner_job(
+    kube: LocalKube, kubeconfig: Path, tmp_path: Path
+) -> None:
+    async with running_daemon(kube, kubeconfig, tmp_path, EVERY_KNOB) as daemon:
+        first = await daemon.submit(
+            image="registry.example/zenml/runner:0.98.0",
+            command=["python", "-m", "zenml.entrypoints.entrypoint"],
+            arguments=["--run_id", str(uuid.uuid4())],
+            timeout_seconds=900,
+        )
+        second = await daemon.submit(image="registry.example/zenml/runner:0.98.0")
+        wid = first["id"]
+        assert first["job_name"] == f"zwmd-runner-{uuid.UUID(wid).hex}"
+
+        job = daemon.job(first["job_name"])
+        spec, pod = job["spec"], job["spec"]["template"]["spec"]
+        (container,) = pod["containers"]
+        assert pod["serviceAccountName"] == SERVICE_ACCOUNT
+        assert pod["restartPolicy"] == "Never"
+        assert container["image"] == "registry.example/zenml/runner:0.98.0"
+        assert container["command"] == ["python", "-m", "zenml.entrypoints.entrypoint"]
+        assert container["args"][0] == "--run_id"
+        assert container["resources"] == RESOURCES
+        assert pod["nodeSelector"] == NODE_SELECTOR
+        assert pod["tolerations"] == TOLERATIONS
+        assert spec["backoffLimit"] == 3
+        assert spec["podFailurePolicy"] == POD_FAILURE_POLICY
+        assert spec["activeDeadlineSeconds"] == 900
+        assert container["envFrom"] == [{"secretRef": {"name": f"{first['job_name']}-env"}}]
+        labels = job["metadata"]["labels"]
+        assert labels["app.kubernetes.io/managed-by"] == "zwmd"
+        assert labels["zwmd.io/workload-id"] == wid
+        assert labels["zwmd.io/kind"] == "runner"
+        assert "ttlSecondsAfterFinished" not in spec, "the TTL is set only once finished"
+
+        # concurrency 1: the first is un-suspended, the second waits suspended
+        await until(lambda: daemon.job(first["job_name"])["spec"]["suspend"] is False)
+        second_job = daemon.job(second["job_name"])
+        assert second_job["spec"]["suspend"] is True
+        assert "activeDeadlineSeconds" not in second_job["spec"], "timeout 0 means no deadline"
+        assert (await daemon.get(second["id"]))["state"] == "queued"
+
+        pod_name = await daemon.pod_of(first["job_name"])
+        daemon.kubelet.set_running(daemon.namespace, pod_name)
+        await daemon.until_state(wid, "running")
+        assert "ttlSecondsAfterFinished" not in daemon.job(first["job_name"])["spec"]
+        daemon.kubelet.succeed(daemon.namespace, pod_name)
+        assert (await daemon.wait(wid))["state"] == "succeeded"
+        await until(
+            lambda: daemon.job(first["job_name"])["spec"].get("ttlSecondsAfterFinished") == 600
+        )
+        # the slot it freed goes to the queued run
+        await until(lambda: daemon.job(second["job_name"])["spec"]["suspend"] is False)
+        assert (await daemon.get(second["id"]))["state"] == "starting"
+
+
+async def test_the_environment_is_only_in_the_secret_the_job_owns(
+    kube: LocalKube, kubeconfig: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    token = f"zenml-api-token-{uuid.uuid4().hex}"
+    url = f"https://zenml.internal/{uuid.uuid4().hex}"
+    environment = {"ZENML_STORE_API_TOKEN": token, "ZENML_STORE_URL": url}
+    caplog.set_level(logging.DEBUG)
+    async with running_daemon(kube, kubeconfig, tmp_path) as daemon:
+        responses = []
+        submitted = await daemon.submit(environment=environment, arguments=["--run_id", "r-1"])
+        wid, job_name = submitted["id"], submitted["job_name"]
+        responses.append(json.dumps(submitted))
+        again = await daemon.http.post(
+            f"/v1/workloads/{wid}/run",
+            json={
+                "image": "runner:1",
+                "environment": environment,
+                "arguments": ["--run_id", "r-1"],
+            },
+        )
+        assert again.status_code == 200
+        responses.append(again.text)
+
+        secret = kube.store.get("secrets", daemon.namespace, f"{job_name}-env")
+        job = daemon.job(job_name)
+        decoded = {k: base64.b64decode(v).decode() for k, v in secret["data"].items()}
+        assert decoded == environment
+        (owner,) = secret["metadata"]["ownerReferences"]
+        assert (owner["kind"], owner["name"], owner["uid"]) == (
+            "Job",
+            job_name,
+            job["metadata"]["uid"],
+        )
+
+        pod_name = await daemon.pod_of(job_name)
+        daemon.kubelet.set_running(daemon.namespace, pod_name)
+        await daemon.until_state(wid, "running")
+        daemon.kubelet.fail(daemon.namespace, pod_name, exit_code=3)
+        responses.append(json.dumps(await daemon.wait(wid)))
+        for path in (f"/v1/workloads/{wid}", "/v1/workloads", "/v1/workloads/r-1"):
+            response = await daemon.http.get(path)
+            assert response.status_code == 200
+            responses.append(response.text)
+        responses.append((await daemon.http.get("/metrics")).text)
+        job = daemon.job(job_name)
+
+    job_json = orjson.dumps(job).decode()
+    pod_json = orjson.dumps(kube.store.get("pods", daemon.namespace, pod_name)).decode()
+    logged = "\n".join(record.getMessage() for record in caplog.records)
+    assert "running -> failed" in logged or wid in logged, "the daemon's log was captured"
+    for value in environment.values():
+        for where, text in [("Job", job_json), ("pod", pod_json), ("daemon log", logged)] + [
+            (f"API response {i}", r) for i, r in enumerate(responses)
+        ]:
+            assert value not in text, f"an environment value is in the {where}"
+            assert base64.b64encode(value.encode()).decode() not in text, where
