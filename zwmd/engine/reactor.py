@@ -24,8 +24,10 @@ processing here):
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
+import uuid
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -135,6 +137,10 @@ class Reactor:
     # ------------------------------------------------------------------ lookups
 
     def resolve(self, id_or_alias: str) -> _Tracked | None:
+        """The workload with this id or alias; a UUID may be spelled any way (ids and
+        aliases are stored canonical: ``aliases_from_arguments``)."""
+        with contextlib.suppress(ValueError):
+            id_or_alias = str(uuid.UUID(id_or_alias))
         tracked = self.tracked.get(id_or_alias)
         if tracked is None and id_or_alias in self.aliases:
             tracked = self.tracked.get(self.aliases[id_or_alias])
