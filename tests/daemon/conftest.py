@@ -189,7 +189,10 @@ async def running_daemon(
         async with httpx.AsyncClient(
             base_url=url, headers={"Authorization": f"Bearer {token}"}, timeout=60
         ) as http:
-            yield Daemon(kube, namespace, url, token, http, ops, config)
+            try:
+                yield Daemon(kube, namespace, url, token, http, ops, config)
+            finally:
+                kube.faults.reset()
         tg.cancel_scope.cancel()
 
 

@@ -270,6 +270,13 @@ class Reactor:
             await self._after(tracked, workload.lost(self.clock()), record=False)
             return
         pods = list(self.pods.get(workload.job_name, {}).values())
+        if _failed_pods_unseen(job, pods):
+            # The Job's verdict can come before the pod that explains it (two watches,
+            # or one resumed later): read this Job's pods now rather than record a vaguer
+            # reason for ever (BackoffLimitExceeded instead of OOMKilled or the exit code).
+            pods, _ = await self.kube.list(
+                "pods", label_selector=f"{_JOB_NAME_LABEL}={workload.job_name}"
+            )
         now = self.clock()
         if not pods and not _suspended(job):
             await self._maybe_read_events(tracked, job, now)
@@ -394,6 +401,23 @@ class Reactor:
     def spawn(self, fn: Callable[[], Coroutine[Any, Any, None]]) -> None:
         if self._tg is not None:
             self._tg.start_soon(fn)
+
+
+_JOB_NAME_LABEL = "batch.kubernetes.io/job-name"
+
+
+def _failed_pods_unseen(job: Obj, pods: list[Obj]) -> bool:
+    """Whether the Job has failed and counts more failed pods than the cache holds."""
+    status = job.get("status") or {}
+    verdicts = {
+        condition.get("type")
+        for condition in status.get("conditions") or ()
+        if condition.get("status") == "True"
+    }
+    if not verdicts & {"Failed", "FailureTarget"}:
+        return False
+    seen = sum(1 for pod in pods if (pod.get("status") or {}).get("phase") == "Failed")
+    return seen < int(status.get("failed") or 0)
 
 
 def _pod_job(pod: Obj) -> str:
