@@ -217,6 +217,10 @@ class Store(Deletion):
     def _forget_watcher(self, stream: WatchStream) -> None:
         self._watchers[stream.resource].discard(stream)
 
+    def open_watches(self) -> dict[str, int]:
+        """How many watches are open now, by resource (those with any)."""
+        return {resource: len(streams) for resource, streams in self._watchers.items() if streams}
+
     def close_watches(self) -> int:
         """End every open watch (fault injection); returns how many were open."""
         streams = [s for watchers in self._watchers.values() for s in watchers]
