@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.daemon.conftest import Daemon, JsonDict, K, running_daemon
+from tests.daemon.conftest import Daemon, JsonDict, K, running_daemon, until
 from zwmd.daemon.serving import DaemonConfig
 from zwmd.localkube import LocalKube
 
@@ -54,7 +54,23 @@ async def failed(daemon: Daemon, wid: str) -> JsonDict:
     workload = await daemon.wait(wid)
     assert workload["state"] == "failed", workload
     assert workload["finished_at"] is not None
+    if workload["reason"] != "JobLost":  # nothing is left running, and the Job can expire
+        job = workload["job_name"]
+        await until(lambda: not [p for p in daemon.pods(job) if is_active(p)])
+        await until(lambda: job_failed(daemon.job(job)))
+    assert (await daemon.get(wid))["reason"] == workload["reason"], "the reason stays"
     return workload
+
+
+def job_failed(job: JsonDict) -> bool:
+    conditions = (job.get("status") or {}).get("conditions") or []
+    return any(c["type"] == "Failed" and c["status"] == "True" for c in conditions)
+
+
+def is_active(pod: JsonDict) -> bool:
+    return (pod.get("status") or {}).get("phase") not in ("Succeeded", "Failed") and not pod[
+        "metadata"
+    ].get("deletionTimestamp")
 
 
 async def test_exit_code_is_error_with_the_code(daemon: Daemon) -> None:

@@ -313,11 +313,15 @@ class Reactor:
         if transition is None:
             return
         if record:
-            await self.kube.patch(
-                "jobs",
-                workload.job_name,
-                {"metadata": {"annotations": workload.annotations()}},
-            )
+            patch: Obj = {"metadata": {"annotations": workload.annotations()}}
+            job = self.jobs.get(workload.job_name)
+            if workload.state.is_terminal and job is not None and not _job_finished(job):
+                # The verdict is zwmd's own (ImagePullError, CrashLoopBackOff,
+                # Unschedulable, CreateFailed): end the Job too, or its pod would go on
+                # pulling, crashing or waiting for a node (and might still run the
+                # pipeline), and the TTL never applies to a Job that never finishes.
+                patch["spec"] = {"activeDeadlineSeconds": 1}
+            await self.kube.patch("jobs", workload.job_name, patch)
         self.listener.transitioned(workload, transition)
         if workload.state.is_terminal:
             try:
@@ -404,6 +408,14 @@ class Reactor:
 
 
 _JOB_NAME_LABEL = "batch.kubernetes.io/job-name"
+
+
+def _job_finished(job: Obj) -> bool:
+    return any(
+        condition.get("type") in ("Complete", "Failed", "SuccessCriteriaMet", "FailureTarget")
+        and condition.get("status") == "True"
+        for condition in (job.get("status") or {}).get("conditions") or ()
+    )
 
 
 def _failed_pods_unseen(job: Obj, pods: list[Obj]) -> bool:
