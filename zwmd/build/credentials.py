@@ -143,6 +143,7 @@ class CredentialSource:
         self._file: tuple[float, dict[str, Any]] | None = None  # mtime, auths
         self._secret: tuple[float, dict[str, Any]] | None = None  # read at, auths
         self._hooked: dict[str, tuple[float, dict[str, Any] | None]] = {}  # host -> until, entry
+        self._origins: dict[str, str] = {}  # host -> where its last entry came from
 
     async def auths(self, host: str) -> Auths:
         """``{host: entry}`` when credentials for ``host`` are known, else ``{}``."""
@@ -151,10 +152,23 @@ class CredentialSource:
 
     async def entry(self, host: str) -> dict[str, Any] | None:
         """The ``auths`` entry for ``host``, or None."""
-        for found in (self._from_file(host), await self._from_secret(host)):
+        self._origins.pop(host, None)
+        in_file, in_secret = self._from_file(host), await self._from_secret(host)
+        for found, origin in (
+            (in_file, f"ZWMD_REGISTRY_CONFIG ({self.config_path})"),
+            (in_secret, f"ZWMD_REGISTRY_SECRET ({self.secret_name})"),
+        ):
             if found:
+                self._origins[host] = origin
                 return found
-        return await self._from_hook(host)
+        hooked = await self._from_hook(host)
+        if hooked:
+            self._origins[host] = "the zwmd_registry_credentials hook (a plugin)"
+        return hooked
+
+    def origin(self, host: str) -> str | None:
+        """Where the last :meth:`entry` for ``host`` came from (for messages), or None."""
+        return self._origins.get(host)
 
     def _from_file(self, host: str) -> dict[str, Any] | None:
         if self.config_path is None:

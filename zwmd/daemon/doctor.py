@@ -234,12 +234,7 @@ class Doctor:
             auths = await credentials.auths(host)
             found = await client.exists(image, auths)
         except RegistryAuthError as exc:
-            self.add(
-                "FAIL",
-                "registry",
-                str(exc),
-                "fix the credentials: ZWMD_REGISTRY_CONFIG, ZWMD_REGISTRY_SECRET or the plugin's",
-            )
+            self.add("FAIL", "registry", str(exc), _credentials_fix(settings, host, credentials))
             return
         finally:
             await client.aclose()
@@ -291,6 +286,23 @@ class Doctor:
 
 def _rbac_fix(namespace: str) -> str:
     return f"apply contrib/kubernetes/rbac.yaml (Role and RoleBinding in {namespace})"
+
+
+def _credentials_fix(settings: Settings, host: str, credentials: CredentialSource) -> str:
+    """What to correct when ``host`` refused the credentials (or wanted some): where they are."""
+    origin = credentials.origin(host)
+    if origin is not None:
+        return f"the credentials for {host} from {origin} were refused: correct them there"
+    where = [
+        f"add an auths entry for {host} to ZWMD_REGISTRY_CONFIG ({settings.registry_config})"
+        if settings.registry_config
+        else f"set ZWMD_REGISTRY_CONFIG to a docker config.json with auths for {host}",
+    ]
+    if settings.registry_secret:
+        where.append(f"or to the Secret ZWMD_REGISTRY_SECRET ({settings.registry_secret})")
+    else:
+        where.append("or set ZWMD_REGISTRY_SECRET to a kubernetes.io/dockerconfigjson Secret")
+    return f"no credentials for {host}: " + ", ".join(where)
 
 
 def _store_fix(settings: Settings) -> str:
