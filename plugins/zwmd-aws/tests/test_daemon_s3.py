@@ -91,7 +91,7 @@ def daemon(
     }
     process = start_daemon(tmp_path_factory.mktemp("zwmd-s3"), env=env)
     yield process
-    process.stop()
+    assert process.stop() == 0, process.output()  # SIGTERM: a clean stop
 
 
 def _clean_env(extra: dict[str, str]) -> dict[str, str]:

@@ -87,7 +87,7 @@ def daemon(
     env = {**gcp_env, "HOME": str(tmp_path_factory.mktemp("home"))}
     process = start_daemon(tmp_path_factory.mktemp("zwmd-gcs"), env=env)
     yield process
-    process.stop()
+    assert process.stop() == 0, process.output()  # SIGTERM: a clean stop
 
 
 def _clean_env(extra: dict[str, str]) -> dict[str, str]:
