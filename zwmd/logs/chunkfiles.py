@@ -22,6 +22,7 @@ from zwmd.logs.store import Checkpoint, LogKey
 
 __all__ = [
     "SUFFIX",
+    "UNBASED_SUFFIX",
     "Batch",
     "append_spool",
     "parse_chunk",
@@ -33,6 +34,8 @@ __all__ = [
 
 _COMMIT: Final = b'{"c":'
 SUFFIX: Final = ".jsonl"
+#: The spool of a key whose remote state was unknown (see :mod:`zwmd.logs.spooling`).
+UNBASED_SUFFIX: Final = ".unbased" + SUFFIX
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,7 +134,8 @@ def spooled_keys(root: Path) -> list[LogKey]:
         except (FileNotFoundError, NotADirectoryError):
             continue
         for n in names:
-            stem = n[: -len(SUFFIX)]
-            if n.endswith(SUFFIX) and stem.isdigit():
+            end = UNBASED_SUFFIX if n.endswith(UNBASED_SUFFIX) else SUFFIX
+            stem = n[: -len(end)]
+            if n.endswith(end) and stem.isdigit():
                 keys.append(LogKey(unquote(d), int(stem)))
-    return sorted(keys)
+    return sorted(set(keys))

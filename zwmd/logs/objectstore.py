@@ -26,22 +26,20 @@ Design notes:
   same chunks and :func:`~zwmd.logs.merging.merge_by_time`: memory stays one chunk per
   source. The end of a read is fixed when it starts (the open chunk's length then).
 - Outages: when a PUT fails (or takes longer than ``put_timeout``) the batch is written
-  to a local spool file (``<spool_dir>/<workload id>/<attempt>.jsonl``, same format,
-  fsynced) and ``append`` returns: the batch is durable. While a key has spooled data,
-  its new batches go to the spool too, so order is kept; while the store is down, every
-  key spools without waiting for a timeout. The spool is uploaded, oldest first, by
-  :meth:`ObjectLogStore.maintain` (the daemon runs it) and by appends once a retry is due.
-  Spooled batches become visible to readers when uploaded. After a crash, spool files
-  are found again and their batches already uploaded (the remote's cumulative record
-  count says which) are skipped, so nothing is lost or stored twice.
+  to a local spool file (same format, fsynced) and ``append`` returns: the batch is
+  durable. While a key has spooled data, its new batches go to the spool too, so order
+  is kept; while the store is down, every key spools without waiting for a timeout. The
+  spool is uploaded, oldest first, by :meth:`ObjectLogStore.maintain` (the daemon runs
+  it) and by appends once a retry is due; readers see spooled batches once uploaded. A
+  key first touched while the bucket is unreachable (a new run, a daemon restarted
+  during an outage) spools too, and is re-based on the remote when it answers. Crashes
+  lose nothing and store nothing twice: see :mod:`zwmd.logs.spooling`.
 - One process writes a given prefix; any number may read.
 """
 
 from __future__ import annotations
 
-import time
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 from urllib.parse import quote
@@ -49,18 +47,11 @@ from urllib.parse import quote
 import anyio
 import anyio.to_thread
 
-from zwmd.logs.chunkfiles import (
-    SUFFIX,
-    append_spool,
-    parse_chunk,
-    read_spool,
-    spooled_keys,
-    truncate,
-    unlink_spool,
-)
+from zwmd.logs.chunkfiles import SUFFIX, parse_chunk, spooled_keys
 from zwmd.logs.filestore import encode_batch
 from zwmd.logs.merging import merge_by_time
 from zwmd.logs.records import SOURCES, LogRecord
+from zwmd.logs.spooling import KeyState, Outage, drop_replayed, next_upload, open_spool
 from zwmd.logs.store import Checkpoint, LogKey
 
 __all__ = ["ObjectBackend", "ObjectLogStore"]
@@ -98,28 +89,6 @@ def _source_rank(source: str) -> tuple[int, str]:
     return (SOURCES.index(source), "") if source in SOURCES else (len(SOURCES), source)
 
 
-@dataclass(eq=False)
-class _KeyState:
-    checkpoint: Checkpoint  # everything stored: uploaded and spooled
-    remote_records: int  # records uploaded
-    seq: int  # number of the open chunk (-1: none yet)
-    buffer: bytes  # the open chunk's bytes
-    puts: int  # times the open chunk was written
-    spool: Path
-    spool_size: int = 0  # bytes in the spool file
-    spool_sent: int = 0  # of which uploaded
-    lock: anyio.Lock = field(default_factory=anyio.Lock)
-    changed: anyio.Event = field(default_factory=anyio.Event)
-
-    @property
-    def spooled(self) -> int:
-        return self.spool_size - self.spool_sent
-
-    def notify(self) -> None:
-        self.changed.set()
-        self.changed = anyio.Event()
-
-
 class ObjectLogStore:
     """A :class:`~zwmd.logs.store.LogStore` on an :class:`ObjectBackend` (see module docs).
 
@@ -155,13 +124,10 @@ class ObjectLogStore:
         self.retry_seconds = retry_seconds
         self.max_retry_seconds = max_retry_seconds
         self.fsync = fsync
-        self._states: dict[LogKey, _KeyState] = {}
+        self._states: dict[LogKey, KeyState] = {}
         self._loading: dict[LogKey, anyio.Lock] = {}
         self._any_change = anyio.Event()
-        self._down = False
-        self._retry_at = 0.0
-        self._backoff = retry_seconds
-        self._on_error: Callable[[str], None] = lambda operation: None
+        self._outage = Outage(retry_seconds, max_retry_seconds)
 
     # -- names ----------------------------------------------------------------------
 
@@ -194,7 +160,7 @@ class ObjectLogStore:
 
     # -- state ----------------------------------------------------------------------
 
-    async def _state(self, key: LogKey) -> _KeyState:
+    async def _state(self, key: LogKey) -> KeyState:
         state = self._states.get(key)
         if state is not None:
             return state
@@ -202,48 +168,52 @@ class ObjectLogStore:
         async with lock:
             state = self._states.get(key)
             if state is None:
-                state = self._states[key] = await self._load(key)
+                state = self._states[key] = await self._open(key)
         self._loading.pop(key, None)
         return state
 
-    async def _load(self, key: LogKey) -> _KeyState:
-        """The remote's last chunk and the local spool, reconciled."""
-        names = await self._chunks(key)
-        seq, buffer, remote = -1, b"", Checkpoint()
-        puts = 0
-        if names:
-            seq = int(names[-1].rsplit("/", 1)[1][: -len(SUFFIX)])
-            buffer = await self.backend.get(names[-1]) or b""
-            batches = parse_chunk(buffer, key.attempt)
-            puts = len(batches)
-            if batches:
-                buffer = buffer[: batches[-1].end]
-                remote = batches[-1].checkpoint
+    async def _open(self, key: LogKey) -> KeyState:
+        """The key's local spool, then (when the bucket may answer) the remote's state."""
         path = self._spool_path(key)
-        state = _KeyState(remote, remote.records, seq, buffer, puts, path)
-        data = await anyio.to_thread.run_sync(read_spool, path)
-        if data:
-            batches = parse_chunk(data, key.attempt)
-            good = batches[-1].end if batches else 0
-            if good < len(data):
-                await anyio.to_thread.run_sync(truncate, path, good)
-            state.spool_size = good
-            for batch in batches:
-                if batch.checkpoint.records <= remote.records and not (
-                    batch.checkpoint.closed and not remote.closed
-                ):
-                    state.spool_sent = batch.end  # uploaded before a crash
-                else:
-                    state.checkpoint = batches[-1].checkpoint
-                    break
-            if state.spooled == 0:
-                await anyio.to_thread.run_sync(unlink_spool, path)
-                state.spool_size = state.spool_sent = 0
+        spool, local = await anyio.to_thread.run_sync(open_spool, path, key.attempt)
+        state = KeyState(local or Checkpoint(), spool)
+        if self._outage.may_try():
+            await self._recover(state, key)
+        if not state.loaded and not spool.size:
+            spool.unbased = True  # nothing known: count from zero, re-base later
         return state
+
+    async def _remote(self, key: LogKey) -> tuple[int, bytes, int, Checkpoint]:
+        """The remote's open chunk: number, bytes (whole batches), puts, and checkpoint."""
+        names = await self._chunks(key)
+        if not names:
+            return -1, b"", 0, Checkpoint()
+        seq = int(names[-1].rsplit("/", 1)[1][: -len(SUFFIX)])
+        buffer = await self.backend.get(names[-1]) or b""
+        batches = parse_chunk(buffer, key.attempt)
+        if not batches:
+            return seq, b"", 0, Checkpoint()
+        return seq, buffer[: batches[-1].end], len(batches), batches[-1].checkpoint
+
+    async def _recover(self, state: KeyState, key: LogKey) -> bool:
+        """Load the remote's state and put the spool on it (re-based if it was unknown).
+
+        The caller holds the state's lock (or has not published it). False: unreachable.
+        """
+        if state.loaded:
+            return True
+        try:
+            with anyio.fail_after(self.put_timeout):
+                seq, buffer, puts, remote = await self._remote(key)
+        except Exception:
+            self._outage.failed("append")
+            return False
+        await state.settle(key.attempt, seq, buffer, puts, remote, self.fsync)
+        return True
 
     # -- writing --------------------------------------------------------------------
 
-    async def _put(self, state: _KeyState, key: LogKey, payload: bytes, records: int) -> None:
+    async def _put(self, state: KeyState, key: LogKey, payload: bytes, records: int) -> None:
         """Upload ``payload`` (whole batches) into the open or a new chunk. Raises if not."""
         fits = len(state.buffer) + len(payload) <= self.chunk_bytes
         if state.seq >= 0 and state.buffer and fits and state.puts < self.chunk_puts:
@@ -254,55 +224,28 @@ class ObjectLogStore:
             with anyio.fail_after(self.put_timeout):
                 await self.backend.put(self.chunk_name(key, seq), data)
         except Exception:
-            self._failed("append")
+            self._outage.failed("append")
             raise
         state.seq, state.buffer, state.puts = seq, data, puts
         state.remote_records = records
-        if self._down:
-            self._down, self._backoff = False, self.retry_seconds
+        self._outage.succeeded()
 
-    def _failed(self, operation: str) -> None:
-        self._on_error(operation)
-        if not self._down:
-            self._down = True
-            self._backoff = self.retry_seconds
-        else:
-            self._backoff = min(self._backoff * 2, self.max_retry_seconds)
-        self._retry_at = time.monotonic() + self._backoff
-
-    async def _drain(self, state: _KeyState, key: LogKey) -> bool:
+    async def _drain(self, state: KeyState, key: LogKey) -> bool:
         """Upload what ``state`` has spooled (caller holds its lock); True when all is sent."""
         while state.spooled:
-            want = self.chunk_bytes
-            while True:  # read at least one whole batch, about a chunk's worth
-                end = min(state.spool_sent + want, state.spool_size)
-                data = await anyio.to_thread.run_sync(
-                    read_spool, state.spool, state.spool_sent, end
-                )
-                batches = parse_chunk(data, key.attempt)
-                if batches or end >= state.spool_size:
-                    break
-                want *= 2
-            if not batches:  # cannot happen: the spool holds whole batches
-                raise RuntimeError(f"{state.spool}: spool has no complete batch")
-            # As many batches as fit the open chunk, or else a new one.
             open_room = 0
             if state.seq >= 0 and state.buffer and state.puts < self.chunk_puts:
                 open_room = self.chunk_bytes - len(state.buffer)
-            room = open_room if batches[0].end <= open_room else self.chunk_bytes
-            take = batches[0]
-            for batch in batches:
-                if batch.end > room:
-                    break
-                take = batch
+            payload, last = await anyio.to_thread.run_sync(
+                next_upload, state.spool, key.attempt, self.chunk_bytes, open_room
+            )
             try:
-                await self._put(state, key, data[: take.end], take.checkpoint.records)
+                await self._put(state, key, payload, last.checkpoint.records)
             except Exception:
                 return False
-            state.spool_sent += take.end
+            state.spool.sent += len(payload)
             state.notify()
-        await anyio.to_thread.run_sync(unlink_spool, state.spool)
-        state.spool_size = state.spool_sent = 0
+        await anyio.to_thread.run_sync(state.spool.clear)
         self._any_change.set()
         self._any_change = anyio.Event()
         return True
@@ -310,33 +253,38 @@ class ObjectLogStore:
     async def _commit(self, key: LogKey, records: Sequence[LogRecord], close: bool) -> Checkpoint:
         state = await self._state(key)
         async with state.lock:
+            if not state.loaded and self._outage.may_try():
+                await self._recover(state, key)
+            if state.replays:
+                records = drop_replayed(state.replays, records)
+                if not records and not close:
+                    return state.presented
             new = state.checkpoint.advanced(records)
             if close and not new.closed:
                 new = Checkpoint(new.records, new.marks, True)
             payload = await anyio.to_thread.run_sync(encode_batch, records, new)
-            due = time.monotonic() >= self._retry_at
-            if state.spooled and due:
+            if state.loaded and state.spooled and self._outage.due():
                 await self._drain(state, key)
             uploaded = False
-            if not state.spooled and (not self._down or due):
+            if state.loaded and not state.spooled and self._outage.may_try():
                 try:
                     await self._put(state, key, payload, new.records)
                     uploaded = True
                 except Exception:
                     uploaded = False
             if not uploaded:
-                await anyio.to_thread.run_sync(append_spool, state.spool, payload, self.fsync)
-                state.spool_size += len(payload)
+                await anyio.to_thread.run_sync(state.spool.add, payload, self.fsync)
             state.checkpoint = new
             state.notify()
+            answer = state.presented
         self._any_change.set()
         self._any_change = anyio.Event()
-        return new
+        return answer
 
     async def append(self, key: LogKey, records: Sequence[LogRecord]) -> Checkpoint:
         """Store ``records`` for ``key``: uploaded, or spooled on local disk, on return."""
         if not records:
-            return (await self._state(key)).checkpoint
+            return (await self._state(key)).presented
         return await self._commit(key, records, close=False)
 
     async def close(self, key: LogKey) -> None:
@@ -345,14 +293,22 @@ class ObjectLogStore:
         if not state.checkpoint.closed:
             await self._commit(key, (), close=True)
         async with state.lock:
-            if not state.spooled:
+            if state.loaded and not state.spooled:
                 state.buffer = b""  # free it: a later append starts a new chunk
 
     async def checkpoint(self, key: LogKey) -> Checkpoint | None:
-        """What is stored (uploaded or spooled) for ``key``; None when nothing is."""
+        """What is stored (uploaded or spooled) for ``key``; None when nothing is.
+
+        While the remote's state is unknown (see :mod:`zwmd.logs.spooling`): what is
+        known locally, so a follower keeps going; the re-base drops what it repeats.
+        """
         state = await self._state(key)
-        if state.checkpoint.records or state.checkpoint.closed:
-            return state.checkpoint
+        if not state.loaded and self._outage.may_try():
+            async with state.lock:
+                await self._recover(state, key)
+        checkpoint = state.presented
+        if checkpoint.records or checkpoint.closed:
+            return checkpoint
         return None
 
     async def attempts(self, workload_id: str) -> list[int]:
@@ -380,15 +336,15 @@ class ObjectLogStore:
         """Try to upload everything spooled (found again on disk too); True when done."""
         for key in await anyio.to_thread.run_sync(spooled_keys, self.spool_dir):
             if key not in self._states:
-                try:
-                    await self._state(key)
-                except Exception:
-                    self._failed("append")
-                    return False
+                await self._state(key)
         for key, state in list(self._states.items()):
-            if state.spooled:
+            if not state.loaded and not self._outage.may_try():
+                return False
+            if state.spooled or not state.loaded:
                 async with state.lock:
-                    if not await self._drain(state, key):
+                    if not await self._recover(state, key):
+                        return False
+                    if state.spooled and not await self._drain(state, key):
                         return False
         return True
 
@@ -403,9 +359,9 @@ class ObjectLogStore:
         :param spooled: called with :meth:`spooled_bytes` after every round.
         :param error: called with the operation (``append``, ``read``, ...) that failed.
         """
-        self._on_error = error
+        self._outage.on_error = error
         while True:
-            if time.monotonic() >= self._retry_at:
+            if self._outage.due():
                 await self.upload_spool()
             spooled(self.spooled_bytes())
             await anyio.sleep(max(self.retry_seconds / 2, 0.05))
@@ -460,7 +416,7 @@ class ObjectLogStore:
             try:
                 names, last = await self._snapshot(key)
             except Exception:
-                self._on_error("read")
+                self._outage.on_error("read")
                 raise
             async for record in self._merged(key, names, last):
                 yield record
@@ -511,7 +467,7 @@ class ObjectLogStore:
                         pieces = [await self.backend.get(self.chunk_name(key, seq), offset)]
                         pieces.append(following)
             except Exception:
-                self._on_error("follow")
+                self._outage.on_error("follow")
                 pieces = []
             for i, data in enumerate(pieces):
                 if i == 1:
