@@ -25,11 +25,15 @@ POLICY = {"rules": [{"action": "FailJob", "onExitCodes": {"operator": "In", "val
 
 
 def fast(config: DaemonConfig) -> DaemonConfig:
-    """Grace periods and deadlines short enough for a test."""
+    """Grace periods and deadlines short enough for a test.
+
+    Longer than a second: Kubernetes' condition times have whole-second precision, so a
+    shorter deadline can be over the moment it starts.
+    """
     timing = dataclasses.replace(
         config.reactor_timing,
-        image_pull_grace=timedelta(seconds=0.5),
-        unschedulable_deadline=timedelta(seconds=0.5),
+        image_pull_grace=timedelta(seconds=1.5),
+        unschedulable_deadline=timedelta(seconds=1.5),
         events_poll_after=0.2,
         tick=0.1,
     )

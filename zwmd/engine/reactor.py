@@ -312,7 +312,7 @@ class Reactor:
         workload = tracked.workload
         if transition is None:
             return
-        if record:
+        if record and transition.state_changed:  # a new message alone stays in memory
             patch: Obj = {"metadata": {"annotations": workload.annotations()}}
             job = self.jobs.get(workload.job_name)
             if workload.state.is_terminal and job is not None and not _job_finished(job):

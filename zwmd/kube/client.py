@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
+import anyio
 import orjson
 from kubernetes_asyncio import client as k8s
 from kubernetes_asyncio import config as k8s_config
@@ -129,10 +130,20 @@ class WatchStream:
 class KubeClient:
     """The Kubernetes calls of one namespace, as dicts in and dicts out."""
 
-    def __init__(self, api: k8s.ApiClient, namespace: str, *, request_timeout: float = 30.0):
+    def __init__(
+        self,
+        api: k8s.ApiClient,
+        namespace: str,
+        *,
+        request_timeout: float = 30.0,
+        max_concurrent: int = 32,
+    ):
         self.api = api
         self.namespace = namespace
         self.request_timeout = request_timeout
+        # Short calls wait for one of these slots (watches and log streams do not): a burst
+        # of hundreds of workloads queues here instead of timing out in the connection pool.
+        self._slots = anyio.Semaphore(max_concurrent)
 
     def path(self, resource: str, name: str | None = None, sub: str | None = None) -> str:
         base = f"{_GROUPS[resource]}/namespaces/{self.namespace}/{resource}"
@@ -171,11 +182,12 @@ class KubeClient:
 
     async def request_json(self, method: str, path: str, **kwargs: Any) -> Obj:
         """Any call by absolute path (``/version``, access reviews), as a dict."""
-        response = await self._call(method, path, **kwargs)
-        try:
-            data: Obj = orjson.loads(await response.read())
-        finally:
-            response.release()
+        async with self._slots:
+            response = await self._call(method, path, **kwargs)
+            try:
+                data: Obj = orjson.loads(await response.read())
+            finally:
+                response.release()
         return data
 
     async def get(self, resource: str, name: str) -> Obj:
@@ -210,15 +222,16 @@ class KubeClient:
 
     async def delete(self, resource: str, name: str, *, propagation: str = "Background") -> None:
         """Delete ``name``; an object that is already gone is not an error."""
-        try:
-            response = await self._call(
-                "DELETE", self.path(resource, name), query={"propagationPolicy": propagation}
-            )
-        except KubeError as exc:
-            if exc.code == 404:
-                return
-            raise
-        response.release()
+        async with self._slots:
+            try:
+                response = await self._call(
+                    "DELETE", self.path(resource, name), query={"propagationPolicy": propagation}
+                )
+            except KubeError as exc:
+                if exc.code == 404:
+                    return
+                raise
+            response.release()
 
     async def watch(
         self,

@@ -72,6 +72,11 @@ class ContainerLogFollower:
                 await self._fetch(follow=not final)
             except KubeError as exc:
                 if exc.code == 404:
+                    return  # the pod is gone: what was stored is all there is
+                if exc.code == 400 and final:
+                    # the container ended without a log the kubelet will serve (it never
+                    # started, say): asking again cannot help
+                    log.info("no log for ended container of pod %s: %s", self.pod, exc.message)
                     return
                 log.info("log stream of pod %s dropped (%s); resuming", self.pod, exc)
                 await anyio.sleep(self.retry_delay)
