@@ -18,8 +18,9 @@ from pathlib import Path
 import anyio
 import pytest
 
-from tests.build.conftest import Daemon, build_env, running_daemon, until
+from tests.build.conftest import Daemon, build_env
 from tests.build.registries import PASSWORD, USER, Registry, push_image
+from tests.inprocess import until
 from zwmd.localkube import LocalKube
 
 pytestmark = pytest.mark.anyio
@@ -38,7 +39,7 @@ async def test_an_existing_tag_is_returned_at_once_without_a_job(
     push_image(basic_registry, "team/zenml-runner", name.split(":")[1])
     config = basic_registry.docker_config(tmp_path / "config.json")
     env = build_env(basic_registry, config)
-    async with running_daemon(kube, kubeconfig, tmp_path / "state", env) as daemon:
+    async with Daemon.running(kube, kubeconfig, tmp_path / "state", env) as daemon:
         workload = await daemon.build(dockerfile=DOCKERFILE, image_name=name)
         assert workload["state"] == "succeeded"
         assert workload["image"] == f"{basic_registry.host}/team/{name}"
@@ -54,7 +55,7 @@ async def test_a_missing_tag_runs_one_builder_job_with_its_inputs(
     env = build_env(basic_registry, config, ZWMD_BUILDER_ARGS='["--cache=true"]')
     name = image_name()
     full = f"{basic_registry.host}/team/{name}"
-    async with running_daemon(kube, kubeconfig, tmp_path / "state", env) as daemon:
+    async with Daemon.running(kube, kubeconfig, tmp_path / "state", env) as daemon:
         wid = str(uuid.uuid4())
         workload = await daemon.build(
             wid, dockerfile=DOCKERFILE, image_name=name, timeout_seconds=900
@@ -82,9 +83,9 @@ async def test_a_missing_tag_runs_one_builder_job_with_its_inputs(
         assert pod["serviceAccountName"] == "zenml-runner"
         volumes = {v["name"]: v for v in pod["volumes"]}
 
-        configmap = daemon.get("configmaps", volumes["context"]["configMap"]["name"])
+        configmap = daemon.kube_object("configmaps", volumes["context"]["configMap"]["name"])
         assert configmap["data"] == {"Dockerfile": DOCKERFILE}
-        secret = daemon.get("secrets", volumes["docker-config"]["secret"]["secretName"])
+        secret = daemon.kube_object("secrets", volumes["docker-config"]["secret"]["secretName"])
         assert secret["type"] == "kubernetes.io/dockerconfigjson"
         pushed = json.loads(base64.b64decode(secret["data"][".dockerconfigjson"]))
         login = base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
@@ -98,7 +99,7 @@ async def test_a_missing_tag_runs_one_builder_job_with_its_inputs(
             )
 
         # the builder pushes and exits 0: the workload gets its image
-        await until(lambda: not daemon.get("jobs", meta["name"])["spec"].get("suspend"))
+        await until(lambda: not daemon.kube_object("jobs", meta["name"])["spec"].get("suspend"))
         builder = await daemon.builder_pod(meta["name"])
         daemon.kubelet.set_running(daemon.namespace, builder)
         daemon.kubelet.log(daemon.namespace, builder, "INFO Pushed " + full)
@@ -109,8 +110,10 @@ async def test_a_missing_tag_runs_one_builder_job_with_its_inputs(
         assert b'zwmd_builds_total{result="built"} 1.0' in body
         # the builder's log joined the workload's stream, then the Job got its TTL
         await until(lambda: _has_log(daemon, wid, "Pushed"))
-        await until(lambda: "ttlSecondsAfterFinished" in daemon.get("jobs", meta["name"])["spec"])
-        finished = daemon.get("jobs", meta["name"])["metadata"]["annotations"]
+        await until(
+            lambda: "ttlSecondsAfterFinished" in daemon.kube_object("jobs", meta["name"])["spec"]
+        )
+        finished = daemon.kube_object("jobs", meta["name"])["metadata"]["annotations"]
         assert finished["zwmd.io/logs-flushed"] == "true"
         assert finished["zwmd.io/state"] == "succeeded"
 
@@ -126,7 +129,7 @@ async def test_ten_identical_requests_share_one_builder_job(
     config = basic_registry.docker_config(tmp_path / "config.json")
     env = build_env(basic_registry, config)
     name = image_name()
-    async with running_daemon(kube, kubeconfig, tmp_path / "state", env) as daemon:
+    async with Daemon.running(kube, kubeconfig, tmp_path / "state", env) as daemon:
         ids = [str(uuid.uuid4()) for _ in range(10)]
         async with anyio.create_task_group() as tg:
             for wid in ids:
@@ -150,7 +153,7 @@ async def test_ten_identical_requests_share_one_builder_job(
 
 
 def _waiters(daemon: Daemon, job_name: str) -> set[str]:
-    notes = daemon.get("jobs", job_name)["metadata"]["annotations"]
+    notes = daemon.kube_object("jobs", job_name)["metadata"]["annotations"]
     return {key for key in notes if key.startswith("waiter.zwmd.io/")}
 
 
@@ -159,7 +162,7 @@ async def test_wrong_credentials_fail_at_once_with_a_clear_message(
 ) -> None:
     config = basic_registry.docker_config(tmp_path / "config.json", password="wrong")
     env = build_env(basic_registry, config)
-    async with running_daemon(kube, kubeconfig, tmp_path / "state", env) as daemon:
+    async with Daemon.running(kube, kubeconfig, tmp_path / "state", env) as daemon:
         wid = str(uuid.uuid4())
         workload = await daemon.build(wid, dockerfile=DOCKERFILE, image_name=image_name())
         assert (workload["state"], workload["reason"]) == ("failed", "BuildFailed")
@@ -178,7 +181,7 @@ async def test_a_failed_build_fails_every_waiting_workload_with_the_log_tail(
     config = basic_registry.docker_config(tmp_path / "config.json")
     env = build_env(basic_registry, config)
     name = image_name()
-    async with running_daemon(kube, kubeconfig, tmp_path / "state", env) as daemon:
+    async with Daemon.running(kube, kubeconfig, tmp_path / "state", env) as daemon:
         first, second = str(uuid.uuid4()), str(uuid.uuid4())
         await daemon.build(first, dockerfile=DOCKERFILE, image_name=name)
         await daemon.build(second, dockerfile=DOCKERFILE, image_name=name)
@@ -207,7 +210,7 @@ async def test_bearer_token_registry_finds_an_existing_tag(
     push_image(token_registry, "team/zenml-runner", name.split(":")[1])
     config = token_registry.docker_config(tmp_path / "config.json")
     env = build_env(token_registry, config)
-    async with running_daemon(kube, kubeconfig, tmp_path / "state", env) as daemon:
+    async with Daemon.running(kube, kubeconfig, tmp_path / "state", env) as daemon:
         found = await daemon.build(dockerfile=DOCKERFILE, image_name=name)
         assert (found["state"], found["image"]) == (
             "succeeded",
@@ -223,16 +226,16 @@ async def test_runner_pods_get_pull_credentials_for_the_registry(
 ) -> None:
     config = basic_registry.docker_config(tmp_path / "config.json")
     env = build_env(basic_registry, config)
-    async with running_daemon(kube, kubeconfig, tmp_path / "state", env) as daemon:
+    async with Daemon.running(kube, kubeconfig, tmp_path / "state", env) as daemon:
         wid = str(uuid.uuid4())
         image = f"{basic_registry.host}/team/zenml-runner:abc"
         response = await daemon.http.post(
             f"/v1/workloads/{wid}/run", json={"image": image, "command": ["true"]}
         )
         assert response.status_code == 202, response.text
-        job = daemon.get("jobs", response.json()["job_name"])
+        job = daemon.kube_object("jobs", response.json()["job_name"])
         [pull] = job["spec"]["template"]["spec"]["imagePullSecrets"]
-        secret = daemon.get("secrets", pull["name"])
+        secret = daemon.kube_object("secrets", pull["name"])
         assert secret["type"] == "kubernetes.io/dockerconfigjson"
         auths = json.loads(base64.b64decode(secret["data"][".dockerconfigjson"]))["auths"]
         assert list(auths) == [basic_registry.host]

@@ -14,8 +14,9 @@ from typing import Any
 import anyio
 import pytest
 
-from tests.build.conftest import Daemon, K, build_env, running_daemon, until
+from tests.build.conftest import Daemon, build_env
 from tests.build.registries import Registry, push_image
+from tests.inprocess import K, until
 from zwmd.client import Client, ClientConfig
 from zwmd.localkube import LocalKube
 from zwmd.zenml import WorkloadFailed, WorkloadManager
@@ -48,7 +49,7 @@ async def test_prebuilt_mode_returns_the_configured_image(
     kube: LocalKube, kubeconfig: Path, tmp_path: Path
 ) -> None:
     env = {f"{K}RUNNER_IMAGE": "registry.example/zenml/runner:0.98.0"}
-    async with running_daemon(kube, kubeconfig, tmp_path, env) as daemon:
+    async with Daemon.running(kube, kubeconfig, tmp_path, env) as daemon:
         image = await build_and_push(daemon, image_name="zenml-runner:abc")
         assert image == "registry.example/zenml/runner:0.98.0"
         assert daemon.builder_jobs() == []
@@ -59,7 +60,7 @@ async def test_build_mode_returns_an_existing_image_and_builds_a_missing_one(
 ) -> None:
     push_image(basic_registry, "team/zenml-runner", "present")
     env = build_env(basic_registry, basic_registry.docker_config(tmp_path / "config.json"))
-    async with running_daemon(kube, kubeconfig, tmp_path / "state", env) as daemon:
+    async with Daemon.running(kube, kubeconfig, tmp_path / "state", env) as daemon:
         found = await build_and_push(daemon, image_name="zenml-runner:present")
         assert found == f"{basic_registry.host}/team/zenml-runner:present"
         assert daemon.builder_jobs() == []
@@ -83,7 +84,7 @@ async def test_build_mode_failure_raises_with_the_reason(
     kube: LocalKube, kubeconfig: Path, tmp_path: Path, basic_registry: Registry
 ) -> None:
     env = build_env(basic_registry, basic_registry.docker_config(tmp_path / "config.json"))
-    async with running_daemon(kube, kubeconfig, tmp_path / "state", env) as daemon:
+    async with Daemon.running(kube, kubeconfig, tmp_path / "state", env) as daemon:
         async with anyio.create_task_group() as tg:
             errors: list[BaseException] = []
 
@@ -108,7 +109,7 @@ async def test_build_mode_failure_raises_with_the_reason(
 async def test_reuse_mode_takes_the_orchestrators_image(
     kube: LocalKube, kubeconfig: Path, tmp_path: Path
 ) -> None:
-    async with running_daemon(kube, kubeconfig, tmp_path, {}) as daemon:
+    async with Daemon.running(kube, kubeconfig, tmp_path, {}) as daemon:
         images = {
             "orchestrator": "registry.example/app:orchestrator-1",
             "trainer.step": "registry.example/app:trainer-1",
@@ -124,7 +125,7 @@ async def test_reuse_mode_takes_the_orchestrators_image(
 async def test_reuse_mode_without_images_fails_clearly(
     kube: LocalKube, kubeconfig: Path, tmp_path: Path
 ) -> None:
-    async with running_daemon(kube, kubeconfig, tmp_path, {}) as daemon:
+    async with Daemon.running(kube, kubeconfig, tmp_path, {}) as daemon:
         with pytest.raises(WorkloadFailed) as err:
             await build_and_push(daemon, image_name="zenml-runner:abc")
         text = str(err.value)

@@ -11,7 +11,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.daemon.conftest import Daemon, K, running_daemon
+from tests.daemon.conftest import Daemon
+from tests.inprocess import K
 from zwmd.localkube import LocalKube
 
 pytestmark = pytest.mark.anyio
@@ -108,7 +109,7 @@ async def test_the_unix_socket_is_0600_and_needs_no_token(
     kube: LocalKube, kubeconfig: Path, tmp_path: Path
 ) -> None:
     socket_path = tmp_path / "api.sock"
-    async with running_daemon(
+    async with Daemon.running(
         kube, kubeconfig, tmp_path, {"ZWMD_API_SOCKET": str(socket_path)}
     ) as daemon:
         assert stat.S_IMODE(socket_path.stat().st_mode) == 0o600

@@ -11,7 +11,8 @@ from typing import Any
 
 import pytest
 
-from tests.daemon.conftest import Daemon, until
+from tests.daemon.conftest import Daemon
+from tests.inprocess import until
 from zwmd.localkube import LocalKube
 
 pytestmark = pytest.mark.anyio

@@ -13,7 +13,8 @@ from typing import Any
 import anyio
 import pytest
 
-from tests.daemon.conftest import Daemon, JsonDict
+from tests.daemon.conftest import Daemon
+from tests.inprocess import JsonDict
 
 pytestmark = pytest.mark.anyio
 

@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.daemon.conftest import Daemon, JsonDict, K, running_daemon, until
+from tests.daemon.conftest import Daemon
+from tests.inprocess import JsonDict, K, until
 from zwmd.daemon.serving import DaemonConfig
 from zwmd.localkube import LocalKube
 
@@ -43,7 +44,7 @@ def fast(config: DaemonConfig) -> DaemonConfig:
 @pytest.fixture
 async def daemon(kube: LocalKube, kubeconfig: Path, tmp_path: Path) -> AsyncIterator[Daemon]:
     env = {f"{K}POD_FAILURE_POLICY": json.dumps(POLICY)}
-    async with running_daemon(kube, kubeconfig, tmp_path, env, adjust=fast) as d:
+    async with Daemon.running(kube, kubeconfig, tmp_path, env, adjust=fast) as d:
         yield d
 
 
@@ -92,7 +93,7 @@ async def test_backoff_limit_retries_then_reports_the_last_exit_code(
     kube: LocalKube, kubeconfig: Path, tmp_path: Path
 ) -> None:
     env = {f"{K}JOB_BACKOFF_LIMIT": "1"}
-    async with running_daemon(kube, kubeconfig, tmp_path, env, adjust=fast) as daemon:
+    async with Daemon.running(kube, kubeconfig, tmp_path, env, adjust=fast) as daemon:
         wid, job, first = await started(daemon)
         daemon.kubelet.fail(daemon.namespace, first, exit_code=5)
         second = await daemon.pod_of(job)
@@ -158,8 +159,8 @@ async def test_unschedulable_after_the_deadline(daemon: Daemon) -> None:
 async def test_missing_service_account_is_create_failed(
     kube: LocalKube, kubeconfig: Path, tmp_path: Path
 ) -> None:
-    async with running_daemon(
-        kube, kubeconfig, tmp_path, adjust=fast, create_service_account=False
+    async with Daemon.running(
+        kube, kubeconfig, tmp_path, adjust=fast, service_account=False
     ) as daemon:
         workload = await daemon.submit()
         workload = await failed(daemon, workload["id"])

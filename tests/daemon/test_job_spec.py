@@ -18,7 +18,8 @@ from pathlib import Path
 import orjson
 import pytest
 
-from tests.daemon.conftest import SERVICE_ACCOUNT, K, running_daemon, until
+from tests.daemon.conftest import Daemon
+from tests.inprocess import SERVICE_ACCOUNT, K, until
 from zwmd.localkube import LocalKube
 
 pytestmark = pytest.mark.anyio
@@ -49,7 +50,7 @@ EVERY_KNOB = {
 async def test_every_variable_shapes_the_runner_job(
     kube: LocalKube, kubeconfig: Path, tmp_path: Path
 ) -> None:
-    async with running_daemon(kube, kubeconfig, tmp_path, EVERY_KNOB) as daemon:
+    async with Daemon.running(kube, kubeconfig, tmp_path, EVERY_KNOB) as daemon:
         first = await daemon.submit(
             image="registry.example/zenml/runner:0.98.0",
             command=["python", "-m", "zenml.entrypoints.entrypoint"],
@@ -109,7 +110,7 @@ async def test_the_environment_is_only_in_the_secret_the_job_owns(
     url = f"https://zenml.internal/{uuid.uuid4().hex}"
     environment = {"ZENML_STORE_API_TOKEN": token, "ZENML_STORE_URL": url}
     caplog.set_level(logging.DEBUG)
-    async with running_daemon(kube, kubeconfig, tmp_path) as daemon:
+    async with Daemon.running(kube, kubeconfig, tmp_path) as daemon:
         responses = []
         submitted = await daemon.submit(environment=environment, arguments=["--run_id", "r-1"])
         wid, job_name = submitted["id"], submitted["job_name"]

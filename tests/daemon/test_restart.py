@@ -22,8 +22,8 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.daemon.conftest import SERVICE_ACCOUNT, K
 from tests.daemon_process import free_port
+from tests.inprocess import SERVICE_ACCOUNT, K
 
 PY = sys.executable
 NAMESPACE = "zenml-restart"

@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.daemon.conftest import Daemon, JsonDict, K, running_daemon, until
+from tests.daemon.conftest import Daemon
+from tests.inprocess import JsonDict, K, until
 from zwmd.localkube import LocalKube
 
 pytestmark = pytest.mark.anyio
@@ -24,7 +25,7 @@ async def test_no_transition_is_missed_across_drops_410_429_and_503(
     kube: LocalKube, kubeconfig: Path, tmp_path: Path
 ) -> None:
     env = {"ZENML_SERVER_MAX_CONCURRENT_TEMPLATE_RUNS": "8", f"{K}JOB_BACKOFF_LIMIT": "0"}
-    async with running_daemon(kube, kubeconfig, tmp_path, env) as daemon:
+    async with Daemon.running(kube, kubeconfig, tmp_path, env) as daemon:
         ns, kubelet, faults = daemon.namespace, daemon.kubelet, kube.faults
         runs = [await daemon.submit() for _ in range(8)]
         pods = [await daemon.pod_of(w["job_name"]) for w in runs]
