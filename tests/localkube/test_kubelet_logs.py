@@ -286,3 +286,22 @@ async def test_a_hundred_thousand_lines_followed_while_written() -> None:
     )
     assert b"".join([c async for c in tail]) == b"line 99997\nline 99998\nline 99999\n"
     assert time.perf_counter() - started < 0.05
+
+
+async def test_a_followed_log_answers_before_the_first_line(
+    kube: tuple[LocalKube, ScriptedKubelet, Any],
+) -> None:
+    """As a kubelet does: the status and headers come at once, the lines when written."""
+    localkube, kubelet, _ = kube
+    make_pod(localkube.store, "quiet")
+    kubelet.set_running(NS, "quiet")
+    url = f"{localkube.url}/api/v1/namespaces/{NS}/pods/quiet/log?follow=true"
+    async with aiohttp.ClientSession() as session:
+        with anyio.fail_after(5):  # a hang guard: the headers used to wait for a line
+            response = await session.get(url)
+        async with response:
+            assert response.status == 200
+            kubelet.log(NS, "quiet", "first words")
+            with anyio.fail_after(5):
+                line = await response.content.readline()
+            assert line == b"first words\n"

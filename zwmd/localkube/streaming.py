@@ -168,14 +168,11 @@ async def pod_log(
         since_time=since_time,
         previous=query_bool(query, "previous"),
     )
+    # ``stream`` has validated the request already: the headers go out at once, as a
+    # kubelet sends them, even while a followed container has written nothing yet
     iterator = aiter(chunks)
-    try:
-        first = await anext(iterator)
-    except StopAsyncIteration:
-        return web.Response(body=b"", content_type="text/plain")
     response = await _start(request, "text/plain")
     try:
-        await response.write(first)
         async for chunk in iterator:
             await response.write(chunk)
         await response.write_eof()
