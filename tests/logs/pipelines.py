@@ -15,26 +15,25 @@ import secrets
 import sys
 import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Self
 
 import anyio
-import httpx
 
 from tests.daemon_process import free_port
-from zwmd.daemon.serving import DaemonConfig, serve
+from tests.inprocess import SERVICE_ACCOUNT, JsonDict
+from tests.inprocess import Daemon as InProcessDaemon
+from tests.inprocess import until as shared_until
+from zwmd.daemon.serving import DaemonConfig
 from zwmd.kube.jobs import PodPolicy
 from zwmd.localkube import LocalKube
 from zwmd.logs.filestore import FileLogStore
 from zwmd.logs.records import LogRecord
 from zwmd.logs.store import Checkpoint, LogKey
 
-SERVICE_ACCOUNT = "zenml-runner"
 TTL_SECONDS = 3600
-
-JsonDict = dict[str, Any]
 
 
 @dataclass(eq=False)
@@ -79,52 +78,35 @@ class GatedStore:
         return await self.inner.attempts(workload_id)
 
 
-@dataclass
-class Daemon:
-    """A running daemon and what a test needs to reach it."""
+class Daemon(InProcessDaemon):
+    """A running daemon whose pods run Python scripts, and its gated log store."""
 
-    kube: LocalKube
-    namespace: str
-    http: httpx.AsyncClient
+    wait_timeout = 60.0
+    http_timeout = 120.0
     store: GatedStore
 
-    async def submit(
+    @classmethod
+    def serving(cls, kube: LocalKube, state_dir: Path) -> AbstractAsyncContextManager[Self]:
+        """``serve()`` in a fresh namespace of ``kube``, with a file store under ``state_dir``."""
+        kubeconfig = kube.write_kubeconfig(state_dir / "kubeconfig")
+        config = DaemonConfig(
+            namespace=f"logs-{uuid.uuid4().hex[:10]}",
+            policy=PodPolicy(service_account=SERVICE_ACCOUNT, backoff_limit=0),
+            max_active=8,
+            ttl_seconds_after_finished=TTL_SECONDS,
+            api_port=free_port(),
+            api_token=secrets.token_hex(16),
+            kubeconfig=str(kubeconfig),
+        )
+        store = GatedStore(FileLogStore(state_dir, fsync=False))
+        return cls.running(kube, kubeconfig, state_dir, config=config, store=store)
+
+    async def submit_script(
         self, script: str, *, arguments: Sequence[str] = (), workload_id: str | None = None
     ) -> JsonDict:
         """Run ``python -c script`` (plus ``arguments``) in a runner pod."""
-        workload_id = workload_id or str(uuid.uuid4())
-        body = {
-            "image": "runner:1",
-            "command": [sys.executable, "-u", "-c", script],
-            "arguments": list(arguments),
-        }
-        response = await self.http.post(f"/v1/workloads/{workload_id}/run", json=body)
-        assert response.status_code in (200, 202), response.text
-        result: JsonDict = response.json()
-        return result
-
-    async def wait(self, id_or_alias: str, timeout: float = 60.0) -> JsonDict:
-        response = await self.http.get(
-            f"/v1/workloads/{id_or_alias}/wait", params={"timeout": timeout}
-        )
-        assert response.status_code == 200, response.text
-        result: JsonDict = response.json()
-        assert result["state"] in ("succeeded", "failed", "cancelled"), result
-        return result
-
-    async def post_log(self, id_or_alias: str, message: str, level: str = "INFO") -> None:
-        response = await self.http.post(
-            f"/v1/workloads/{id_or_alias}/logs", json={"message": message, "level": level}
-        )
-        assert response.status_code == 204, response.text
-
-    async def logs(self, id_or_alias: str, *, fmt: str = "text") -> list[str]:
-        response = await self.http.get(f"/v1/workloads/{id_or_alias}/logs", params={"format": fmt})
-        assert response.status_code == 200, response.text
-        return response.text.splitlines()
-
-    def job(self, name: str) -> JsonDict:
-        return self.kube.store.get("jobs", self.namespace, name)
+        command = [sys.executable, "-u", "-c", script]
+        return await self.submit(workload_id, command=command, arguments=list(arguments))
 
 
 def messages(lines: list[str]) -> list[str]:
@@ -139,37 +121,4 @@ def messages(lines: list[str]) -> list[str]:
 
 async def until(check: Callable[[], bool], timeout: float = 60.0) -> None:
     """Return once ``check()`` holds (a hang guard, not a timed assertion)."""
-    with anyio.fail_after(timeout):
-        while True:
-            if check():
-                return
-            await anyio.sleep(0.005)
-
-
-@asynccontextmanager
-async def running_daemon(kube: LocalKube, state_dir: Path) -> AsyncIterator[Daemon]:
-    """``serve()`` in a fresh namespace of ``kube``, with a file store under ``state_dir``."""
-    namespace = f"logs-{uuid.uuid4().hex[:10]}"
-    kube.store.create("namespaces", None, {"metadata": {"name": namespace}})
-    kube.store.create("serviceaccounts", namespace, {"metadata": {"name": SERVICE_ACCOUNT}})
-    kubeconfig = kube.write_kubeconfig(state_dir / "kubeconfig")
-    token = secrets.token_hex(16)
-    config = DaemonConfig(
-        namespace=namespace,
-        policy=PodPolicy(service_account=SERVICE_ACCOUNT, backoff_limit=0),
-        max_active=8,
-        ttl_seconds_after_finished=TTL_SECONDS,
-        api_port=free_port(),
-        api_token=token,
-        kubeconfig=str(kubeconfig),
-    )
-    store = GatedStore(FileLogStore(state_dir, fsync=False))
-    async with anyio.create_task_group() as tg:
-        await tg.start(serve, config, store)
-        async with httpx.AsyncClient(
-            base_url=f"http://127.0.0.1:{config.api_port}",
-            headers={"Authorization": f"Bearer {token}"},
-            timeout=120,
-        ) as http:
-            yield Daemon(kube, namespace, http, store)
-        tg.cancel_scope.cancel()
+    await shared_until(check, timeout, interval=0.005)

@@ -16,7 +16,7 @@ from pathlib import Path
 import anyio
 import pytest
 
-from tests.logs.pipelines import TTL_SECONDS, Daemon, messages, running_daemon, until
+from tests.logs.pipelines import TTL_SECONDS, Daemon, messages, until
 from zwmd.kube import naming
 from zwmd.localkube import LocalKube
 from zwmd.logs.records import MAX_LINE_BYTES
@@ -37,7 +37,7 @@ async def kube() -> AsyncIterator[LocalKube]:
 async def daemon(
     kube: LocalKube, tmp_path_factory: pytest.TempPathFactory
 ) -> AsyncIterator[Daemon]:
-    async with running_daemon(kube, tmp_path_factory.mktemp("daemon")) as d:
+    async with Daemon.serving(kube, tmp_path_factory.mktemp("daemon")) as d:
         yield d
 
 
@@ -47,7 +47,7 @@ def numbered(count: int, prefix: str = "line") -> str:
 
 async def test_alias_reads_the_runs_logs_and_takes_messages(daemon: Daemon) -> None:
     run_id, snapshot_id = str(uuid.uuid4()), str(uuid.uuid4())
-    workload = await daemon.submit(
+    workload = await daemon.submit_script(
         numbered(3), arguments=["--snapshot_id", snapshot_id, f"--run_id={run_id}"]
     )
     assert (await daemon.wait(workload["id"]))["state"] == "succeeded"
@@ -64,7 +64,7 @@ async def test_messages_before_the_run_and_for_unknown_ids_are_kept_in_time_orde
 ) -> None:
     wid = str(uuid.uuid4())
     await daemon.post_log(wid, "Starting pipeline run.")
-    workload = await daemon.submit(numbered(2), workload_id=wid)
+    workload = await daemon.submit_script(numbered(2), workload_id=wid)
     assert (await daemon.wait(wid))["state"] == "succeeded"
     await daemon.post_log(wid, "Pipeline run finished.", "WARNING")
     assert messages(await daemon.logs(wid)) == [
@@ -95,13 +95,13 @@ async def test_a_reused_workload_id_keeps_the_logs_of_every_attempt_in_order(
 ) -> None:
     wid = str(uuid.uuid4())
     await daemon.post_log(wid, "before the first attempt")
-    await daemon.submit(numbered(2, "first"), workload_id=wid)
+    await daemon.submit_script(numbered(2, "first"), workload_id=wid)
     assert (await daemon.wait(wid))["state"] == "succeeded"
     await daemon.post_log(wid, "resuming")
-    second = await daemon.submit(numbered(2, "second"), workload_id=wid)
+    second = await daemon.submit_script(numbered(2, "second"), workload_id=wid)
     assert second["attempt"] == 2
     assert (await daemon.wait(wid))["state"] == "succeeded"
-    await daemon.submit(numbered(1, "third"), workload_id=wid)
+    await daemon.submit_script(numbered(1, "third"), workload_id=wid)
     assert (await daemon.wait(wid))["state"] == "succeeded"
     assert messages(await daemon.logs(wid)) == [
         "before the first attempt",
@@ -123,7 +123,7 @@ async def test_invalid_utf8_and_a_5_mib_line_are_stored_whole(daemon: Daemon) ->
         "out.write(b'after\\n')\n"
         "out.flush()\n"
     )
-    workload = await daemon.submit(script)
+    workload = await daemon.submit_script(script)
     assert (await daemon.wait(workload["id"]))["state"] == "succeeded"
     lines = messages(await daemon.logs(workload["id"]))
     assert lines[0] == "bad \ufffd\ufffd bytes \ufffd"
@@ -136,7 +136,7 @@ async def test_invalid_utf8_and_a_5_mib_line_are_stored_whole(daemon: Daemon) ->
 
 async def test_a_failed_run_ends_with_the_reason_and_the_last_lines(daemon: Daemon) -> None:
     script = numbered(30) + "import sys\nprint('giving up')\nsys.exit(3)\n"
-    workload = await daemon.submit(script)
+    workload = await daemon.submit_script(script)
     finished = await daemon.wait(workload["id"])
     assert finished["state"] == "failed"
     entries = [json.loads(line) for line in await daemon.logs(workload["id"], fmt="zenml")]
@@ -156,7 +156,7 @@ async def test_zenml_format_lines_are_log_entries(daemon: Daemon) -> None:
     wid = str(uuid.uuid4())
     await daemon.post_log(wid, "Starting pipeline run.")
     script = 'print("plain")\nprint(\'{"message": "structured", "level": "WARNING"}\')\n'
-    await daemon.submit(script, workload_id=wid)
+    await daemon.submit_script(script, workload_id=wid)
     await daemon.wait(wid)
     lines = await daemon.logs(wid, fmt="zenml")
     entries = [json.loads(line) for line in lines]
@@ -201,7 +201,7 @@ async def test_follow_streams_while_running_and_ends_with_the_workload(
         f"while not os.path.exists({str(flag)!r}):\n"
         "    time.sleep(0.01)\n" + numbered(100, "more")
     )
-    workload = await daemon.submit(script)
+    workload = await daemon.submit_script(script)
     received: list[str] = []
     with anyio.fail_after(60):  # hang guard
         async with daemon.http.stream(
@@ -223,7 +223,7 @@ async def test_follow_of_a_second_attempt_waits_for_its_lines(
     daemon: Daemon, tmp_path: Path
 ) -> None:
     wid = str(uuid.uuid4())
-    await daemon.submit(numbered(1, "one"), workload_id=wid)
+    await daemon.submit_script(numbered(1, "one"), workload_id=wid)
     await daemon.wait(wid)
     flag = tmp_path / "go"
     script = (
@@ -231,7 +231,7 @@ async def test_follow_of_a_second_attempt_waits_for_its_lines(
         f"while not os.path.exists({str(flag)!r}):\n"
         "    time.sleep(0.01)\n" + numbered(2, "two")
     )
-    await daemon.submit(script, workload_id=wid)
+    await daemon.submit_script(script, workload_id=wid)
     received: list[str] = []
     with anyio.fail_after(60):
         async with daemon.http.stream(
@@ -245,7 +245,7 @@ async def test_follow_of_a_second_attempt_waits_for_its_lines(
 
 async def test_a_pod_deleted_right_after_it_ends_keeps_all_its_logs(daemon: Daemon) -> None:
     script = "import time\ntime.sleep(0.3)\n" + numbered(20_000)
-    workload = await daemon.submit(script)
+    workload = await daemon.submit_script(script)
     job = workload["job_name"]
     selector = f"batch.kubernetes.io/job-name={job}"
 
@@ -273,7 +273,7 @@ async def test_the_ttl_is_set_only_after_the_final_lines_are_stored(
         f"while not os.path.exists({str(flag)!r}):\n"
         "    time.sleep(0.01)\n" + numbered(500, "last")
     )
-    workload = await daemon.submit(script)
+    workload = await daemon.submit_script(script)
     wid, job = workload["id"], workload["job_name"]
     key = LogKey(wid, 1)
     await until(lambda: daemon.store.stored.get(key, 0) >= 1)
@@ -319,13 +319,13 @@ async def test_a_job_seen_finished_before_its_pod_was_seen_still_gets_the_pod_lo
 ) -> None:
     async with (
         LocalKube(kubelet="process", bookmark_interval=0.5) as kube,
-        running_daemon(kube, tmp_path) as daemon,
+        Daemon.serving(kube, tmp_path) as daemon,
     ):
         # The pod watch is down (every reconnect answered 500) while the Job runs and
         # ends: the daemon learns that the Job finished from the Job watch alone.
         kube.faults.fail_next(1_000_000, status=500, match=("watch", "pods"))
         kube.faults.drop_watches()
-        workload = await daemon.submit("import time\ntime.sleep(0.2)\n" + numbered(1000))
+        workload = await daemon.submit_script("import time\ntime.sleep(0.2)\n" + numbered(1000))
         assert (await daemon.wait(workload["id"]))["state"] == "succeeded"
         job = daemon.job(workload["job_name"])
         assert job["metadata"]["annotations"][naming.ANN_LOGS_FLUSHED] == "true"
