@@ -10,31 +10,22 @@ Tests reach it over HTTP on 127.0.0.1: the API with its token, and the metrics l
 from __future__ import annotations
 
 import dataclasses
-import secrets
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import anyio
-import httpx
 import pluggy
 from anyio.abc import TaskStatus
 
 from tests.daemon_process import free_port
-from zwmd.daemon.operations import DaemonOperations
-from zwmd.daemon.serving import DaemonConfig, serve
-from zwmd.daemon.starting import daemon_config
-from zwmd.localkube import ApiError, LocalKube
-from zwmd.logs.filestore import FileLogStore
-from zwmd.metrics import Metrics
-from zwmd.settings import load_settings
-
-SERVICE_ACCOUNT = "zenml-runner"
-K = "ZENML_KUBERNETES_WORKLOAD_MANAGER_"
-JsonDict = dict[str, Any]
+from tests.inprocess import Daemon as InProcessDaemon
+from tests.inprocess import create_namespace
+from tests.inprocess import until as shared_until
+from zwmd.daemon.serving import DaemonConfig
+from zwmd.localkube import LocalKube
 
 
 @dataclass
@@ -48,15 +39,7 @@ class Cluster:
     async def start(self, tg: anyio.abc.TaskGroup, namespace: str) -> LocalKube:
         kube = LocalKube(host="127.0.0.1", port=self.port, kubelet="process")
         self._scope = await tg.start(self._serve, kube)
-        for resource, ns, obj in (
-            ("namespaces", None, {"metadata": {"name": namespace}}),
-            ("serviceaccounts", namespace, {"metadata": {"name": SERVICE_ACCOUNT}}),
-        ):
-            try:
-                kube.store.create(resource, ns, obj)
-            except ApiError as exc:
-                if exc.code != 409:
-                    raise
+        create_namespace(kube, namespace)
         self.kube = kube
         return kube
 
@@ -80,67 +63,28 @@ class Cluster:
         return self.kube.write_kubeconfig(path)
 
 
-@dataclass
-class Daemon:
-    """A running daemon, and what a test needs to reach it."""
+class Daemon(InProcessDaemon):
+    """A daemon with back-offs and liveness bounds short enough for a test."""
 
-    cluster: Cluster
-    namespace: str
-    ops: DaemonOperations
-    metrics: Metrics
-    config: DaemonConfig
-    api: httpx.AsyncClient
-    probes: httpx.AsyncClient  # the metrics listener: no token
-
-    @property
-    def kube(self) -> LocalKube:
-        assert self.cluster.kube is not None
-        return self.cluster.kube
-
-    async def run(self, command: str, workload_id: str | None = None) -> JsonDict:
-        """Submit ``sh -c command`` and return the workload once it is terminal."""
-        workload_id = workload_id or str(uuid.uuid4())
-        body = {"image": "runner:1", "command": ["sh", "-c", command]}
-        response = await self.api.post(f"/v1/workloads/{workload_id}/run", json=body)
-        assert response.status_code == 202, response.text
-        response = await self.api.get(f"/v1/workloads/{workload_id}/wait", params={"timeout": 60})
-        assert response.status_code == 200, response.text
-        workload: JsonDict = response.json()
-        assert workload["state"] in ("succeeded", "failed", "cancelled"), workload
-        return workload
-
-    async def scrape(self) -> str:
-        response = await self.probes.get("/metrics")
-        assert response.status_code == 200
-        return response.text
+    @classmethod
+    def tune(cls, config: DaemonConfig) -> DaemonConfig:
+        timing = dataclasses.replace(
+            config.watch_timing,
+            backoff_initial=0.05,
+            backoff_max=0.5,
+            inactivity_timeout=2.0,
+            liveness_grace=1.0,
+        )
+        return dataclasses.replace(config, watch_timing=timing)
 
 
 async def until(check: Callable[[], bool | Awaitable[bool]], timeout: float = 30.0) -> None:
     """Return once ``check()`` holds (a hang guard, not a timed assertion)."""
-    with anyio.fail_after(timeout):
-        while True:
-            result = check()
-            if not isinstance(result, bool):
-                result = await result
-            if result:
-                return
-            await anyio.sleep(0.05)
-
-
-def fast(config: DaemonConfig) -> DaemonConfig:
-    """Back-offs and liveness bounds short enough for a test."""
-    timing = dataclasses.replace(
-        config.watch_timing,
-        backoff_initial=0.05,
-        backoff_max=0.5,
-        inactivity_timeout=2.0,
-        liveness_grace=1.0,
-    )
-    return dataclasses.replace(config, watch_timing=timing)
+    await shared_until(check, timeout, interval=0.05)
 
 
 @asynccontextmanager
-async def running_daemon(
+async def daemon_on_cluster(
     tmp_path: Path,
     *,
     cluster: Cluster | None = None,
@@ -159,73 +103,16 @@ async def running_daemon(
         if cluster is None:
             cluster = Cluster()
             await cluster.start(tg, namespace)
-        state_dir = tmp_path / f"state-{uuid.uuid4().hex[:6]}"
-        kubeconfig = cluster.write_kubeconfig(tmp_path / "kubeconfig")
-        token = secrets.token_hex(16)
-        variables = {
-            f"{K}NAMESPACE": namespace,
-            f"{K}SERVICE_ACCOUNT": SERVICE_ACCOUNT,
-            "ZWMD_API_HOST": "127.0.0.1",
-            "ZWMD_API_PORT": str(free_port()),
-            "ZWMD_API_TOKEN": token,
-            "ZWMD_METRICS_HOST": "127.0.0.1",
-            "ZWMD_METRICS_PORT": str(free_port()),
-            "ZWMD_STATE_DIR": str(state_dir),
-            "KUBECONFIG": str(kubeconfig),
-            **(env or {}),
-        }
-        config = fast(daemon_config(load_settings(variables), kubeconfig=str(kubeconfig)))
-        metrics = Metrics()
-        store = FileLogStore(state_dir, fsync=False)
-        started: list[DaemonOperations] = []
-
-        async def run_daemon() -> None:
-            started.append(await tg.start(_serve, config, store, metrics, plugins))
-
-        api = httpx.AsyncClient(
-            base_url=f"http://127.0.0.1:{config.api_port}",
-            headers={"Authorization": f"Bearer {token}"},
-            timeout=60,
-        )
-        probes = httpx.AsyncClient(base_url=f"http://127.0.0.1:{config.metrics_port}", timeout=10)
-        async with api, probes:
-            if wait_ready:
-                await run_daemon()
-                ops = started[0]
-            else:
-                tg.start_soon(run_daemon)
-                await until(lambda: _answers(probes))
-                ops = _Pending(started)  # type: ignore[assignment]
-            yield Daemon(cluster, namespace, ops, metrics, config, api, probes)
+        assert cluster.kube is not None
+        async with Daemon.running(
+            cluster.kube,
+            cluster.write_kubeconfig(tmp_path / "kubeconfig"),
+            tmp_path / f"state-{uuid.uuid4().hex[:6]}",
+            env,
+            namespace=namespace,
+            metrics_listener=True,
+            plugins=plugins,
+            wait_ready=wait_ready,
+        ) as daemon:
+            yield daemon
         tg.cancel_scope.cancel()
-
-
-async def _serve(
-    config: DaemonConfig,
-    store: FileLogStore,
-    metrics: Metrics,
-    plugins: pluggy.PluginManager | None,
-    *,
-    task_status: TaskStatus[DaemonOperations] = anyio.TASK_STATUS_IGNORED,
-) -> None:
-    await serve(config, store, metrics=metrics, plugins=plugins, task_status=task_status)
-
-
-class _Pending:
-    """Stands for the operations of a daemon that has not reported ready yet."""
-
-    def __init__(self, started: list[DaemonOperations]):
-        self._started = started
-
-    def __getattr__(self, name: str) -> Any:
-        if not self._started:
-            raise AttributeError(f"the daemon is not ready yet: no {name}")
-        return getattr(self._started[0], name)
-
-
-async def _answers(client: httpx.AsyncClient) -> bool:
-    try:
-        await client.get("/healthz")
-    except httpx.TransportError:
-        return False
-    return True

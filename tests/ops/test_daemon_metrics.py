@@ -16,7 +16,7 @@ import pluggy
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.ops.inprocess import Cluster, running_daemon, until
+from tests.ops.inprocess import Cluster, daemon_on_cluster, until
 from zwmd.hookspecs import hookimpl
 from zwmd.plugins import plugin_manager
 
@@ -42,7 +42,7 @@ def moved(text: str, old: str, new: str) -> float:
 
 
 async def test_phase_histograms_and_finished_counts(tmp_path: Path) -> None:
-    async with running_daemon(tmp_path) as daemon:
+    async with daemon_on_cluster(tmp_path) as daemon:
         assert (await daemon.run("sleep 1; exit 0"))["state"] == "succeeded"
         assert (await daemon.run("exit 0"))["state"] == "succeeded"
         assert (await daemon.run("sleep 1; exit 3"))["state"] == "failed"
@@ -74,10 +74,10 @@ async def test_adopted_workloads_show_in_the_gauge_after_a_restart(tmp_path: Pat
     cluster, namespace = Cluster(), "ns-adopt"
     async with anyio.create_task_group() as tg:
         await cluster.start(tg, namespace)
-        async with running_daemon(tmp_path, cluster=cluster, namespace=namespace) as first:
+        async with daemon_on_cluster(tmp_path, cluster=cluster, namespace=namespace) as first:
             for _ in range(3):
                 assert (await first.run("exit 0"))["state"] == "succeeded"
-        async with running_daemon(tmp_path, cluster=cluster, namespace=namespace) as second:
+        async with daemon_on_cluster(tmp_path, cluster=cluster, namespace=namespace) as second:
             text = await second.scrape()
             # nothing moved in this daemon: it learnt the three from one list of Jobs
             assert value(text, "zwmd_workloads", state="succeeded") == 3
@@ -125,7 +125,7 @@ def told(recorder: _Recorder, workload_id: str) -> list[tuple[str, str]]:
 async def test_state_changes_reach_plugins_and_hook_errors_are_counted(tmp_path: Path) -> None:
     recorder = _Recorder()
     manager = manager_with(_Broken(), recorder)
-    async with running_daemon(tmp_path, plugins=manager) as daemon:
+    async with daemon_on_cluster(tmp_path, plugins=manager) as daemon:
         workload_id = str(uuid.uuid4())
         assert (await daemon.run("sleep 1", workload_id))["state"] == "succeeded"
         await until(lambda: "succeeded" in dict(told(recorder, workload_id)).values())
@@ -142,7 +142,7 @@ async def test_state_changes_reach_plugins_and_hook_errors_are_counted(tmp_path:
 async def test_a_hanging_hook_does_not_hold_up_workloads(tmp_path: Path) -> None:
     recorder = _Recorder()
     manager = manager_with(_Hanging(), recorder)
-    async with running_daemon(tmp_path, plugins=manager) as daemon:
+    async with daemon_on_cluster(tmp_path, plugins=manager) as daemon:
         hooks = daemon.ops.reactor.listener.hooks  # type: ignore[attr-defined]
         hooks.timeout = 0.2
         first = await daemon.run("exit 0")

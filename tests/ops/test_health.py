@@ -16,7 +16,8 @@ import anyio
 import httpx
 import pytest
 
-from tests.ops.inprocess import Cluster, Daemon, JsonDict, running_daemon, until
+from tests.inprocess import JsonDict
+from tests.ops.inprocess import Cluster, Daemon, daemon_on_cluster, until
 from zwmd.daemon.operations import DaemonOperations
 
 pytestmark = pytest.mark.anyio
@@ -34,14 +35,14 @@ async def probe(daemon: Daemon, path: str) -> JsonDict:
 
 
 async def test_probe_listener_serves_probes_and_metrics_only(tmp_path: Path) -> None:
-    async with running_daemon(tmp_path) as daemon:
+    async with daemon_on_cluster(tmp_path) as daemon:
         assert await status(daemon, "/healthz") == 200
         assert await status(daemon, "/readyz") == 200
         assert "zwmd_workloads" in await daemon.scrape()
         for path in ("/v1/workloads", "/docs", "/openapi.json"):
             assert await status(daemon, path) == 404
         # the API keeps its own probes (the CLI and the adapter use them)
-        assert (await daemon.api.get("/readyz")).status_code == 200
+        assert (await daemon.http.get("/readyz")).status_code == 200
 
 
 async def test_readyz_fails_until_both_watches_listed(tmp_path: Path) -> None:
@@ -50,7 +51,7 @@ async def test_readyz_fails_until_both_watches_listed(tmp_path: Path) -> None:
         kube = await cluster.start(tg, "ns-listing")
         # every list of pods fails until the faults are reset: the pods watch cannot list
         kube.faults.fail_next(100_000, status=500, match=("list", "pods"))
-        async with running_daemon(
+        async with daemon_on_cluster(
             tmp_path, cluster=cluster, namespace="ns-listing", wait_ready=False
         ) as daemon:
             await until(lambda: kube.faults.pending_failures < 100_000 - 3)
@@ -71,7 +72,7 @@ async def test_readyz_follows_the_apiserver_and_healthz_does_not(tmp_path: Path)
     namespace = "ns-unreachable"
     async with anyio.create_task_group() as tg:
         await cluster.start(tg, namespace)
-        async with running_daemon(tmp_path, cluster=cluster, namespace=namespace) as daemon:
+        async with daemon_on_cluster(tmp_path, cluster=cluster, namespace=namespace) as daemon:
             assert await status(daemon, "/readyz") == 200
 
             cluster.stop()
@@ -88,7 +89,7 @@ async def test_readyz_follows_the_apiserver_and_healthz_does_not(tmp_path: Path)
 
 
 async def test_dropped_watches_and_server_errors_keep_the_daemon_healthy(tmp_path: Path) -> None:
-    async with running_daemon(tmp_path) as daemon:
+    async with daemon_on_cluster(tmp_path) as daemon:
         before = daemon.metrics.last_event_age("Job")
         for _ in range(3):
             await until(lambda: _open_watches(daemon) == 2)  # one per kind, never more
@@ -107,10 +108,10 @@ async def test_dropped_watches_and_server_errors_keep_the_daemon_healthy(tmp_pat
 
 
 async def test_healthz_fails_while_a_watch_is_stuck(tmp_path: Path) -> None:
-    async with running_daemon(tmp_path) as daemon:
+    async with daemon_on_cluster(tmp_path) as daemon:
         release = anyio.Event()
         daemon.ops.reactor.subscribers.append(_Blocking(release))
-        submit = await daemon.api.post(
+        submit = await daemon.http.post(
             "/v1/workloads/6a1c1b9e-0000-4000-8000-000000000001/run",
             json={"image": "runner:1", "command": ["sh", "-c", "exit 0"]},
         )
@@ -123,7 +124,7 @@ async def test_healthz_fails_while_a_watch_is_stuck(tmp_path: Path) -> None:
 
 
 async def test_healthz_cannot_answer_while_the_event_loop_is_blocked(tmp_path: Path) -> None:
-    async with running_daemon(tmp_path) as daemon:
+    async with daemon_on_cluster(tmp_path) as daemon:
         url = str(daemon.probes.base_url.join("/healthz"))
         outcome: list[object] = []
 
