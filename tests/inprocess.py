@@ -26,6 +26,7 @@ from typing import Any, ClassVar, Self
 import anyio
 import httpx
 import pluggy
+import pytest
 
 from tests.daemon_process import free_port
 from zwmd.daemon.operations import DaemonOperations
@@ -75,6 +76,19 @@ def create_namespace(kube: LocalKube, namespace: str, *, service_account: bool =
         except ApiError as exc:
             if exc.code != 409:
                 raise
+
+
+@pytest.fixture(scope="module")
+async def kube() -> AsyncIterator[LocalKube]:
+    """A localkube for a test module whose pods do only what the test tells the scripted
+    kubelet (a conftest imports this fixture and :func:`kubeconfig`)."""
+    async with LocalKube(kubelet="scripted", bookmark_interval=0.5) as localkube:
+        yield localkube
+
+
+@pytest.fixture(scope="module")
+def kubeconfig(kube: LocalKube, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return kube.write_kubeconfig(tmp_path_factory.mktemp("kube") / "kubeconfig")
 
 
 def settings_env(

@@ -9,7 +9,7 @@ namespace; the registries are Debian's ``docker-registry`` on 127.0.0.1.
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +18,8 @@ import pytest
 from tests.build.registries import Registry, start_registry
 from tests.inprocess import Daemon as InProcessDaemon
 from tests.inprocess import JsonDict, K
-from zwmd.localkube import LocalKube
+from tests.inprocess import kube as kube
+from tests.inprocess import kubeconfig as kubeconfig
 
 
 @pytest.fixture(scope="module")
@@ -31,17 +32,6 @@ def basic_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registr
 def token_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
     with start_registry(tmp_path_factory.mktemp("registry-token"), "token") as registry:
         yield registry
-
-
-@pytest.fixture(scope="module")
-async def kube() -> AsyncIterator[LocalKube]:
-    async with LocalKube(kubelet="scripted", bookmark_interval=0.5) as localkube:
-        yield localkube
-
-
-@pytest.fixture(scope="module")
-def kubeconfig(kube: LocalKube, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return kube.write_kubeconfig(tmp_path_factory.mktemp("kube") / "kubeconfig")
 
 
 class Daemon(InProcessDaemon):

@@ -17,20 +17,10 @@ from pathlib import Path
 import pytest
 
 from tests.inprocess import Daemon as InProcessDaemon
+from tests.inprocess import kube as kube
+from tests.inprocess import kubeconfig as kubeconfig
 from zwmd.daemon.serving import DaemonConfig
 from zwmd.localkube import LocalKube
-
-
-@pytest.fixture(scope="module")
-async def kube() -> AsyncIterator[LocalKube]:
-    """A localkube whose pods do only what the test tells the scripted kubelet."""
-    async with LocalKube(kubelet="scripted", bookmark_interval=0.5) as localkube:
-        yield localkube
-
-
-@pytest.fixture(scope="module")
-def kubeconfig(kube: LocalKube, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return kube.write_kubeconfig(tmp_path_factory.mktemp("kube") / "kubeconfig")
 
 
 class Daemon(InProcessDaemon):
