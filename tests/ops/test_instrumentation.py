@@ -6,7 +6,6 @@ An aiohttp server on 127.0.0.1 answers like an apiserver would for the paths use
 from __future__ import annotations
 
 import json
-import socket
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -16,6 +15,7 @@ from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
 from prometheus_client.parser import text_string_to_metric_families
 
+from tests.daemon_process import free_port
 from zwmd.kube.instrumentation import classify, instrument_api_client, resource_of
 from zwmd.metrics import Metrics
 
@@ -128,9 +128,7 @@ async def test_requests_are_counted_by_verb_resource_and_code(apiserver: str) ->
 
 
 async def test_unreachable_apiserver_counts_as_error() -> None:
-    with socket.socket() as probe:  # a free port nobody listens on
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()  # nobody listens on it
     metrics = Metrics()
     async with client.ApiClient(client.Configuration(host=f"http://127.0.0.1:{port}")) as api:
         instrument_api_client(api, metrics)

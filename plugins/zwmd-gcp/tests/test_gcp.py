@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import base64
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -22,6 +21,7 @@ import httpx
 import pytest
 from zwmd_gcp import registry
 
+from tests.daemon_process import free_port
 from zwmd.logs.objectstore import ObjectLogStore
 from zwmd.logs.records import LogRecord
 from zwmd.logs.store import LogKey
@@ -47,9 +47,7 @@ class Emulator:
 
     def __init__(self, workdir: Path) -> None:
         self.workdir = workdir
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            self.port = s.getsockname()[1]
+        self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.process: subprocess.Popen[bytes] | None = None
 
