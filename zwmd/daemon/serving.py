@@ -231,8 +231,10 @@ async def serve(
     metrics = metrics or Metrics()
     metrics.set_leader(True)  # one daemon: it leads (leader election is the HA work's)
     api_client = await load_api_client(config.kubeconfig)
-    instrument_api_client(api_client, metrics)
-    kube = KubeClient(api_client, config.namespace)
+    stream_client = await load_api_client(config.kubeconfig, max_connections=0)
+    for client in (api_client, stream_client):
+        instrument_api_client(client, metrics)
+    kube = KubeClient(api_client, config.namespace, stream_api=stream_client)
     hooks = HookNotifier(plugins, metrics)
     listener = _Listener(metrics, hooks=hooks)
     reactor = Reactor(
@@ -311,6 +313,7 @@ async def serve(
         with anyio.CancelScope(shield=True):
             systemd.stopping()
             await api_client.close()
+            await stream_client.close()
             # uvicorn's own shutdown does not run when its task is cancelled: stop its
             # asyncio servers first, or the loop keeps their (soon reused) descriptors
             # registered and a later server on the same descriptor never accepts.

@@ -60,9 +60,15 @@ class KubeError(Exception):
         return self.code in (0, 429) or self.code >= 500
 
 
-async def load_api_client(kubeconfig: str | None = None) -> k8s.ApiClient:
-    """An ApiClient from ``kubeconfig``, ``$KUBECONFIG``, or the in-cluster account."""
+async def load_api_client(
+    kubeconfig: str | None = None, *, max_connections: int = 100
+) -> k8s.ApiClient:
+    """An ApiClient from ``kubeconfig``, ``$KUBECONFIG``, or the in-cluster account.
+
+    ``max_connections`` caps its connection pool (0: no cap, for long-lived streams).
+    """
     configuration = k8s.Configuration()
+    configuration.connection_pool_maxsize = max_connections
     path = kubeconfig or os.environ.get("KUBECONFIG")
     if path:
         await k8s_config.load_kube_config(config_file=path, client_configuration=configuration)
@@ -128,17 +134,24 @@ class WatchStream:
 
 
 class KubeClient:
-    """The Kubernetes calls of one namespace, as dicts in and dicts out."""
+    """The Kubernetes calls of one namespace, as dicts in and dicts out.
+
+    Watches and pod log follows are long-lived: one per running container. They go
+    through ``stream_api`` (its own connection pool, uncapped) so that hundreds of them
+    never take the connections that short calls need; without it, ``api`` serves both.
+    """
 
     def __init__(
         self,
         api: k8s.ApiClient,
         namespace: str,
         *,
+        stream_api: k8s.ApiClient | None = None,
         request_timeout: float = 30.0,
         max_concurrent: int = 32,
     ):
         self.api = api
+        self.stream_api = stream_api or api
         self.namespace = namespace
         self.request_timeout = request_timeout
         # Short calls wait for one of these slots (watches and log streams do not): a burst
@@ -162,10 +175,12 @@ class KubeClient:
         body: Any = None,
         content_type: str = "application/json",
         read_timeout: Any = None,
+        stream: bool = False,
     ) -> aiohttp.ClientResponse:
         headers = {"Accept": "application/json", "Content-Type": content_type}
+        api = self.stream_api if stream else self.api
         try:
-            response: aiohttp.ClientResponse = await self.api.call_api(
+            response: aiohttp.ClientResponse = await api.call_api(
                 path,
                 method,
                 query_params=[(k, _query_value(v)) for k, v in (query or {}).items()],
@@ -255,6 +270,7 @@ class KubeClient:
             self.path(resource),
             query=query,
             read_timeout=aiohttp.ClientTimeout(total=None, sock_connect=self.request_timeout),
+            stream=True,
         )
         return WatchStream(response)
 
@@ -280,6 +296,7 @@ class KubeClient:
             self.path("pods", pod, "log"),
             query=query,
             read_timeout=aiohttp.ClientTimeout(total=None, sock_connect=self.request_timeout),
+            stream=True,
         )
         return WatchStream(response)
 
