@@ -9,15 +9,16 @@ back, and ``zwmd plugins``.
 
 from __future__ import annotations
 
+import concurrent.futures
 import json
 import os
 import re
 import subprocess
 import sys
 import uuid
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import anyio
 import botocore.session
@@ -149,7 +150,7 @@ def test_runner_logs_go_to_the_bucket_and_read_back_through_the_daemon(
         for name, value in aws_env.items():
             if name.startswith("AWS_"):
                 mp.setenv(name, value)
-        messages_from_bucket, attempts = anyio.run(read_back)
+        messages_from_bucket, attempts = _in_a_thread_of_its_own(read_back)
     assert messages_from_bucket == expected
     assert attempts == [1]
 
@@ -177,3 +178,14 @@ def test_zwmd_plugins_lists_the_aws_plugin_with_its_version_and_hooks(
         "zwmd_image_exists",
         "zwmd_prepare_push",
     }
+
+
+T = TypeVar("T")
+
+
+def _in_a_thread_of_its_own(fn: Callable[[], Awaitable[T]]) -> T:
+    """``anyio.run(fn)`` on a thread of its own: this synchronous test may run while
+    anyio's pytest plugin keeps an event loop alive on the main thread for async
+    fixtures of other modules, and a thread runs one event loop at a time."""
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(anyio.run, fn).result()

@@ -10,6 +10,7 @@ plugin reading them back, and ``zwmd plugins``.
 
 from __future__ import annotations
 
+import concurrent.futures
 import json
 import os
 import re
@@ -17,8 +18,9 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
+from typing import TypeVar
 
 import anyio
 import httpx
@@ -146,7 +148,7 @@ def test_runner_logs_go_to_the_bucket_and_read_back_through_the_daemon(
 
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("STORAGE_EMULATOR_HOST", gcp_env["STORAGE_EMULATOR_HOST"])
-        names, messages_from_bucket, attempts = anyio.run(from_the_bucket)
+        names, messages_from_bucket, attempts = _in_a_thread_of_its_own(from_the_bucket)
 
     assert names, daemon.output()
     assert all(name.startswith(f"{PREFIX}/{wid}/1/") for name in names), names
@@ -176,3 +178,14 @@ def test_zwmd_plugins_lists_the_gcp_plugin_with_its_version_and_hooks(
         "zwmd_log_store",
         "zwmd_registry_credentials",
     }
+
+
+T = TypeVar("T")
+
+
+def _in_a_thread_of_its_own(fn: Callable[[], Awaitable[T]]) -> T:
+    """``anyio.run(fn)`` on a thread of its own: this synchronous test may run while
+    anyio's pytest plugin keeps an event loop alive on the main thread for async
+    fixtures of other modules, and a thread runs one event loop at a time."""
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(anyio.run, fn).result()
