@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
 
+import anyio
 import pytest
 
 from tests.daemon.conftest import Daemon
@@ -206,3 +207,27 @@ async def test_success(daemon: Daemon) -> None:
     daemon.kubelet.succeed(daemon.namespace, pod)
     workload = await daemon.wait(wid)
     assert (workload["state"], workload["reason"]) == ("succeeded", None)
+
+
+async def test_a_failed_create_event_seen_only_on_a_later_look_still_fails_the_run(
+    tmp_path: Path,
+) -> None:
+    """Events are not watched: a Job without a pod is looked at again until one appears."""
+    async with LocalKube(kubelet="scripted", job_controller=False) as quiet:
+        kubeconfig = quiet.write_kubeconfig(tmp_path / "kubeconfig")
+        async with Daemon.running(quiet, kubeconfig, tmp_path, adjust=fast) as daemon:
+            workload = await daemon.submit()
+            job = workload["job_name"]
+            await until(lambda: not daemon.job(job)["spec"].get("suspend"))
+            # the Job started and made no pod; its controller has said nothing yet
+            quiet.store.update_status(
+                "jobs", daemon.namespace, job, {"startTime": "2026-01-01T00:00:00Z"}
+            )
+            await anyio.sleep(1.0)  # the daemon looked for Events and found none
+            assert (await daemon.get(workload["id"]))["state"] == "starting"
+            quiet.kubelet.failed_create_event(
+                daemon.namespace, job, 'pods "x" is forbidden: quota exhausted for pods'
+            )
+            done = await daemon.wait(workload["id"])
+    assert (done["state"], done["reason"]) == ("failed", "CreateFailed")
+    assert "forbidden" in done["message"]

@@ -278,8 +278,9 @@ class Reactor:
                 "pods", label_selector=f"{_JOB_NAME_LABEL}={workload.job_name}"
             )
         now = self.clock()
+        events_again = None
         if not pods and not _suspended(job):
-            await self._maybe_read_events(tracked, job, now)
+            events_again = await self._read_events(tracked, job, now)
         obs = observe(
             job,
             pods,
@@ -290,20 +291,25 @@ class Reactor:
             first_seen=tracked.first_seen,
         )
         tracked.first_seen = dict(obs.first_seen)
-        tracked.recheck_at = obs.recheck_at
+        tracked.recheck_at = min(
+            (t for t in (obs.recheck_at, events_again) if t is not None), default=None
+        )
         await self._after(tracked, workload.apply(obs, now))
 
-    async def _maybe_read_events(self, tracked: _Tracked, job: Obj, now: datetime) -> None:
-        """Read Events of a started Job that has no pod yet (e.g. FailedCreate)."""
+    async def _read_events(self, tracked: _Tracked, job: Obj, now: datetime) -> datetime | None:
+        """Read Events of a started Job that has no pod yet (e.g. FailedCreate).
+
+        Returns when to look again: Events are not watched, so nothing else would tell
+        the workload that one has appeared.
+        """
+        again = now + timedelta(seconds=self.timing.events_poll_after)
         started = _job_start(job)
         if started is None or (now - started).total_seconds() < self.timing.events_poll_after:
-            tracked.recheck_at = now + timedelta(seconds=self.timing.events_poll_after)
-            return
+            return again
         uid = job["metadata"].get("uid")
         items, _ = await self.kube.list("events")
         tracked.events = [e for e in items if (e.get("involvedObject") or {}).get("uid") == uid]
-        if not tracked.events:
-            tracked.recheck_at = now + timedelta(seconds=self.timing.events_poll_after)
+        return None if tracked.events else again
 
     async def _after(
         self, tracked: _Tracked, transition: Transition | None, *, record: bool = True
