@@ -48,6 +48,7 @@ class _JobInfo:
     key: LogKey
     source: str
     flushed: bool
+    ended_pods: int = 0  # pods the Job counts as succeeded or failed
 
 
 @dataclass
@@ -113,8 +114,12 @@ class LogPipeline:
         if source is None or not workload_id:
             return
         attempt = int(notes.get(naming.ANN_ATTEMPT) or 1)
+        status = job.get("status") or {}
         self.jobs[meta["name"]] = _JobInfo(
-            LogKey(workload_id, attempt), source, notes.get(naming.ANN_LOGS_FLUSHED) == "true"
+            LogKey(workload_id, attempt),
+            source,
+            notes.get(naming.ANN_LOGS_FLUSHED) == "true",
+            int(status.get("succeeded") or 0) + int(status.get("failed") or 0),
         )
 
     def _consider(self, pod: Obj) -> None:
@@ -191,8 +196,13 @@ class LogPipeline:
 
         The Job watch and the Pod watch are separate streams: a Job can be seen finished
         before its pod was seen running (the pod watch reconnecting, say). Asking
-        Kubernetes for the Job's pods here means no pod's log is skipped for that.
+        Kubernetes for the Job's pods here means no pod's log is skipped for that; it is
+        not asked when a follower exists for every pod the Job counts as ended.
         """
+        info = self.jobs.get(job_name)
+        followed = sum(1 for follow in self.follows.values() if follow.job == job_name)
+        if info is not None and 0 < info.ended_pods <= followed:
+            return
         try:
             pods, _ = await self.kube.list("pods", label_selector=f"{_JOB_NAME_LABEL}={job_name}")
         except KubeError as exc:
