@@ -206,6 +206,9 @@ class Reactor:
         labels = job["metadata"].get("labels") or {}
         if labels.get(naming.LABEL_KIND) != naming.KIND_RUNNER:
             return
+        known = self.resolve(str(labels.get(naming.LABEL_WORKLOAD_ID, "")))
+        if known is not None and known.workload.job_name == job["metadata"].get("name"):
+            return  # the usual case on the watch path: nothing to parse
         try:
             workload = Workload.from_job(job)
         except RecordError as exc:
