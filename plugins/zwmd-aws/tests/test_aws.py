@@ -12,27 +12,28 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import aioboto3
-import anyio
 import pytest
 from moto.server import ThreadedMotoServer
 
 from zwmd.logs.objectstore import ObjectLogStore
-from zwmd.logs.records import LogRecord
-from zwmd.logs.store import LogKey
 from zwmd.plugins import plugin_manager, resolve
 from zwmd.settings import Settings, load_settings
+from zwmd.testing.logstore_checks import (
+    check_a_follower_gets_new_lines_until_the_run_is_complete,
+    check_an_outage_loses_nothing,
+    check_logs_land_and_read_back_identical,
+)
 
 pytestmark = pytest.mark.anyio
 
 K = "ZENML_KUBERNETES_WORKLOAD_MANAGER_"
 BUCKET = "zwmd-logs"
 REGION = "us-east-1"
-BASE = 1_795_000_000_000_000_000
 ZWMD = "import sys; from zwmd.cli import main; sys.exit(main(sys.argv[1:]))"  # the `zwmd` script
 
 
@@ -56,6 +57,15 @@ class Moto:
     def start(self) -> None:
         self.server = ThreadedMotoServer(ip_address="127.0.0.1", port=self.port, verbose=False)
         self.server.start()
+
+    @contextlib.asynccontextmanager
+    async def outage(self) -> AsyncIterator[None]:
+        """S3 is away inside, back on the same port with the same bucket after."""
+        self.stop()
+        try:
+            yield
+        finally:
+            self.start()
 
 
 @pytest.fixture(scope="module")
@@ -112,108 +122,41 @@ async def s3_store(settings: Settings) -> ObjectLogStore:
     return store
 
 
-def lines(start: int, stop: int, attempt: int = 1) -> list[LogRecord]:
-    return [
-        LogRecord(BASE + i * 1000, "runner", 20, f"step {i}: ünïcode {'·' * (i % 7)}", attempt)
-        for i in range(start, stop)
-    ]
-
-
-async def collect(it: AsyncIterator[LogRecord]) -> list[LogRecord]:
-    return [r async for r in it]
-
-
 async def bucket_keys(prefix: str) -> list[str]:
     async with aioboto3.Session().client("s3", region_name=REGION) as s3:
         page = await s3.list_objects_v2(Bucket=BUCKET, Prefix=prefix)
     return [item["Key"] for item in page.get("Contents", [])]
 
 
+def store_factory(tmp_path: Path) -> Callable[[str], Awaitable[ObjectLogStore]]:
+    """One store per name, each with its own home and state (another process each)."""
+
+    async def make_store(name: str) -> ObjectLogStore:
+        settings = aws_settings(tmp_path / name)
+        assert settings.log_store == "s3"
+        return await s3_store(settings)
+
+    return make_store
+
+
 async def test_logs_land_in_the_bucket_and_read_back_identical(bucket: str, tmp_path: Path) -> None:
-    settings = aws_settings(tmp_path)
-    assert settings.log_store == "s3"
-    store = await s3_store(settings)
-    sent = lines(0, 5000)
-    key = LogKey("run-read-back", 1)
-    for start in range(0, len(sent), 250):
-        await store.append(key, sent[start : start + 250])
-    await store.close(key)
-    keys = await bucket_keys("runner-logs/run-read-back/1/")
-    assert keys
-    assert all(k.endswith(".jsonl") for k in keys)
-    fresh = await s3_store(aws_settings(tmp_path / "elsewhere"))
-    assert await collect(fresh.read("run-read-back")) == sent
-    assert await fresh.checkpoint(key) == await store.checkpoint(key)
-    await store.aclose()
-    await fresh.aclose()
+    await check_logs_land_and_read_back_identical(store_factory(tmp_path), bucket_keys)
 
 
 async def test_a_follower_gets_new_lines_and_ends_when_the_run_is_complete(
     bucket: str, tmp_path: Path
 ) -> None:
-    writer = await s3_store(aws_settings(tmp_path))
-    reader = await s3_store(aws_settings(tmp_path / "reader"))  # another process, same bucket
-    key = LogKey("run-follow", 1)
-    sent = lines(0, 600)
-    await writer.append(key, sent[:100])
-    got: list[LogRecord] = []
-
-    async def follow() -> None:
-        got.extend(await collect(reader.follow("run-follow")))
-
-    with anyio.fail_after(60):
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(follow)
-            for start in range(100, 600, 50):
-                await writer.append(key, sent[start : start + 50])
-                await anyio.sleep(0.05)
-            await writer.close(key)
-    assert got == sent
-    await writer.aclose()
-    await reader.aclose()
+    await check_a_follower_gets_new_lines_until_the_run_is_complete(store_factory(tmp_path))
 
 
 async def test_a_30_second_outage_in_the_middle_of_a_run_loses_nothing(
     bucket: str, moto: Moto, tmp_path: Path
 ) -> None:
-    store = await s3_store(aws_settings(tmp_path))
-    store.put_timeout = 5
-    key = LogKey("run-outage", 1)
-    sent = lines(0, 3100)
-    reports: list[int] = []
-    drained = anyio.Event()
-    restarted = False
-
-    def spooled(nbytes: int) -> None:
-        reports.append(nbytes)
-        if restarted and nbytes == 0:
-            drained.set()
-
-    with anyio.fail_after(110):
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(lambda: store.maintain(spooled=spooled))
-            await store.append(key, sent[:1000])
-            moto.stop()
-            try:
-                for i in range(60):  # 30 seconds of a run logging while S3 is away
-                    await store.append(key, sent[1000 + i * 10 : 1010 + i * 10])
-                    await anyio.sleep(0.5)
-                assert store.spooled_bytes() > 0
-                spool_files = list((tmp_path / "state" / "spool" / "s3").rglob("*.jsonl"))
-                assert spool_files
-            finally:
-                moto.start()
-            restarted = True
-            for start in range(1600, 3100, 100):
-                await store.append(key, sent[start : start + 100])
-            await store.close(key)
-            await drained.wait()
-            tg.cancel_scope.cancel()
-    assert max(reports) > 0
-    fresh = await s3_store(aws_settings(tmp_path / "elsewhere"))
-    assert await collect(fresh.read("run-outage")) == sent
-    await store.aclose()
-    await fresh.aclose()
+    await check_an_outage_loses_nothing(
+        store_factory(tmp_path),
+        moto.outage,
+        spool_dir=tmp_path / "writer" / "state" / "spool" / "s3",
+    )
 
 
 async def test_ecr_auth_is_a_valid_dockerconfigjson_and_is_cached(

@@ -9,36 +9,26 @@ back, and ``zwmd plugins``.
 
 from __future__ import annotations
 
-import concurrent.futures
-import json
 import os
-import re
 import subprocess
 import sys
-import uuid
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
-import anyio
 import botocore.session
-import httpx
 import pytest
 from moto.server import ThreadedMotoServer
 from zwmd_aws import __version__ as aws_version
 from zwmd_aws.plugin import s3_store
 
 from tests.daemon_process import DaemonProcess, start_daemon
-from zwmd.client import Client, ClientConfig
-from zwmd.logs.store import LogKey
-from zwmd.settings import load_settings
+from zwmd.testing.logstore_checks import check_runner_logs_through_the_daemon
 
 BUCKET = "zwmd-daemon-logs"
 PREFIX = "runner-logs"
 REGION = "us-east-1"
-LINES = 40
 SOURCE = "zenml_cloud_plugins.aws_kubernetes_workload_manager.AWSKubernetesWorkloadManager"
-PRINT_LINES = f"for i in range({LINES}): print(f'line {{i:03d}} of the runner', flush=True)"
 
 
 @pytest.fixture(scope="module")
@@ -104,55 +94,23 @@ def _clean_env(extra: dict[str, str]) -> dict[str, str]:
 def test_runner_logs_go_to_the_bucket_and_read_back_through_the_daemon(
     daemon: DaemonProcess, s3: Any, aws_env: dict[str, str], tmp_path: Path
 ) -> None:
-    expected = [f"line {i:03d} of the runner" for i in range(LINES)]
-    wid = str(uuid.uuid4())
-    with Client(ClientConfig(url=daemon.url, token=daemon.token)) as client:
-        client.run(wid, image="any", command=[sys.executable, "-c", PRINT_LINES])
-        done = client.wait_terminal(wid, timeout=90)
-        assert done.state == "succeeded", f"{done.describe()}\n{daemon.output()}"
-        entries = client.logs(wid, "zenml")
-        text = client.logs(wid, "text")
-    metrics = httpx.get(f"{daemon.url}/metrics", timeout=10).text
-
-    messages = [json.loads(line)["message"] for line in entries.splitlines() if line]
-    assert messages == expected, daemon.output()
-    assert [line.partition(" UTC] ")[2] for line in text.splitlines()] == expected, text
-
-    # the daemon did not keep them in the default file store
-    assert not (daemon.state_dir / "logs" / wid).exists()
-
-    # the store's background work (spool upload) runs beside serve and reports
-    assert re.search(r'^zwmd_log_spooled_bytes\{store="s3"\} 0(\.0)?$', metrics, re.M), metrics
-
-    # the objects are in the bucket, under the configured prefix
-    listed = s3.list_objects_v2(Bucket=BUCKET, Prefix=f"{PREFIX}/{wid}/")
-    names = [item["Key"] for item in listed.get("Contents", [])]
-    assert names, daemon.output()
-    assert all(name.startswith(f"{PREFIX}/{wid}/1/") for name in names), names
-    assert all(name.endswith(".jsonl") for name in names), names
-
-    # a fresh store, made by the plugin from the same variables, reads the same lines
-    async def read_back() -> tuple[list[str], list[int]]:
-        settings = load_settings(
-            _clean_env({**aws_env, "ZWMD_STATE_DIR": str(tmp_path)}), local=True
-        )
-        assert settings.log_store == "s3"
-        store = s3_store(settings)
-        try:
-            records = [r async for r in store.read(wid)]
-            attempts = await store.attempts(wid)
-            assert await store.checkpoint(LogKey(wid, 1)) is not None
-        finally:
-            await store.aclose()
-        return [r.message for r in records], attempts
+    async def list_objects(prefix: str) -> list[str]:
+        listed = s3.list_objects_v2(Bucket=BUCKET, Prefix=prefix)
+        return [item["Key"] for item in listed.get("Contents", [])]
 
     with pytest.MonkeyPatch.context() as mp:
         for name, value in aws_env.items():
             if name.startswith("AWS_"):
                 mp.setenv(name, value)
-        messages_from_bucket, attempts = _in_a_thread_of_its_own(read_back)
-    assert messages_from_bucket == expected
-    assert attempts == [1]
+        check_runner_logs_through_the_daemon(
+            daemon,
+            store="s3",
+            prefix=PREFIX,
+            settings_env=_clean_env(aws_env),
+            open_store=s3_store,
+            list_objects=list_objects,
+            state_dir=tmp_path,
+        )
 
 
 def test_zwmd_plugins_lists_the_aws_plugin_with_its_version_and_hooks(
@@ -178,14 +136,3 @@ def test_zwmd_plugins_lists_the_aws_plugin_with_its_version_and_hooks(
         "zwmd_image_exists",
         "zwmd_prepare_push",
     }
-
-
-T = TypeVar("T")
-
-
-def _in_a_thread_of_its_own(fn: Callable[[], Awaitable[T]]) -> T:
-    """``anyio.run(fn)`` on a thread of its own: this synchronous test may run while
-    anyio's pytest plugin keeps an event loop alive on the main thread for async
-    fixtures of other modules, and a thread runs one event loop at a time."""
-    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
-        return pool.submit(anyio.run, fn).result()

@@ -10,19 +10,13 @@ plugin reading them back, and ``zwmd plugins``.
 
 from __future__ import annotations
 
-import concurrent.futures
-import json
 import os
-import re
 import subprocess
 import sys
 import time
-import uuid
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import TypeVar
 
-import anyio
 import httpx
 import pytest
 from gcloud.aio.storage import Storage
@@ -30,15 +24,11 @@ from zwmd_gcp import __version__ as gcp_version
 from zwmd_gcp.plugin import gcs_store
 
 from tests.daemon_process import DaemonProcess, free_port, start_daemon
-from zwmd.client import Client, ClientConfig
-from zwmd.logs.store import LogKey
-from zwmd.settings import load_settings
+from zwmd.testing.logstore_checks import check_runner_logs_through_the_daemon
 
 BUCKET = "zwmd-daemon-logs"
 PREFIX = "runner-logs"
-LINES = 40
 SOURCE = "zenml_cloud_plugins.gcp_kubernetes_workload_manager.GCPKubernetesWorkloadManager"
-PRINT_LINES = f"for i in range({LINES}): print(f'line {{i:03d}} of the runner', flush=True)"
 
 
 @pytest.fixture(scope="module")
@@ -105,56 +95,25 @@ def _clean_env(extra: dict[str, str]) -> dict[str, str]:
 def test_runner_logs_go_to_the_bucket_and_read_back_through_the_daemon(
     daemon: DaemonProcess, gcp_env: dict[str, str], tmp_path: Path
 ) -> None:
-    expected = [f"line {i:03d} of the runner" for i in range(LINES)]
-    wid = str(uuid.uuid4())
-    with Client(ClientConfig(url=daemon.url, token=daemon.token)) as client:
-        client.run(wid, image="any", command=[sys.executable, "-c", PRINT_LINES])
-        done = client.wait_terminal(wid, timeout=90)
-        assert done.state == "succeeded", f"{done.describe()}\n{daemon.output()}"
-        entries = client.logs(wid, "zenml")
-        text = client.logs(wid, "text")
-    metrics = httpx.get(f"{daemon.url}/metrics", timeout=10).text
-
-    messages = [json.loads(line)["message"] for line in entries.splitlines() if line]
-    assert messages == expected, daemon.output()
-    assert [line.partition(" UTC] ")[2] for line in text.splitlines()] == expected, text
-
-    # the daemon did not keep them in the default file store
-    assert not (daemon.state_dir / "logs" / wid).exists()
-
-    # the store's background work (spool upload) runs beside serve and reports
-    assert re.search(r'^zwmd_log_spooled_bytes\{store="gcs"\} 0(\.0)?$', metrics, re.M), metrics
-
-    async def from_the_bucket() -> tuple[list[str], list[str], list[int]]:
+    async def list_objects(prefix: str) -> list[str]:  # with the GCS client
         storage = Storage()
         try:
-            listing = await storage.list_objects(BUCKET, params={"prefix": f"{PREFIX}/{wid}/"})
+            listing = await storage.list_objects(BUCKET, params={"prefix": prefix})
         finally:
             await storage.close()
-        names = [str(item["name"]) for item in listing.get("items", [])]
-        # a fresh store, made by the plugin from the same variables, reads the same lines
-        settings = load_settings(
-            _clean_env({**gcp_env, "ZWMD_STATE_DIR": str(tmp_path)}), local=True
-        )
-        assert settings.log_store == "gcs"
-        store = gcs_store(settings)
-        try:
-            records = [r async for r in store.read(wid)]
-            attempts = await store.attempts(wid)
-            assert await store.checkpoint(LogKey(wid, 1)) is not None
-        finally:
-            await store.aclose()
-        return names, [r.message for r in records], attempts
+        return [str(item["name"]) for item in listing.get("items", [])]
 
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("STORAGE_EMULATOR_HOST", gcp_env["STORAGE_EMULATOR_HOST"])
-        names, messages_from_bucket, attempts = _in_a_thread_of_its_own(from_the_bucket)
-
-    assert names, daemon.output()
-    assert all(name.startswith(f"{PREFIX}/{wid}/1/") for name in names), names
-    assert all(name.endswith(".jsonl") for name in names), names
-    assert messages_from_bucket == expected
-    assert attempts == [1]
+        check_runner_logs_through_the_daemon(
+            daemon,
+            store="gcs",
+            prefix=PREFIX,
+            settings_env=_clean_env(gcp_env),
+            open_store=gcs_store,
+            list_objects=list_objects,
+            state_dir=tmp_path,
+        )
 
 
 def test_zwmd_plugins_lists_the_gcp_plugin_with_its_version_and_hooks(
@@ -178,14 +137,3 @@ def test_zwmd_plugins_lists_the_gcp_plugin_with_its_version_and_hooks(
         "zwmd_log_store",
         "zwmd_registry_credentials",
     }
-
-
-T = TypeVar("T")
-
-
-def _in_a_thread_of_its_own(fn: Callable[[], Awaitable[T]]) -> T:
-    """``anyio.run(fn)`` on a thread of its own: this synchronous test may run while
-    anyio's pytest plugin keeps an event loop alive on the main thread for async
-    fixtures of other modules, and a thread runs one event loop at a time."""
-    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
-        return pool.submit(anyio.run, fn).result()

@@ -8,11 +8,12 @@ starting it again on the same port is an outage after which the bucket is still 
 from __future__ import annotations
 
 import base64
+import contextlib
 import os
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,17 +24,19 @@ from zwmd_gcp import registry
 
 from tests.daemon_process import free_port
 from zwmd.logs.objectstore import ObjectLogStore
-from zwmd.logs.records import LogRecord
-from zwmd.logs.store import LogKey
 from zwmd.plugins import plugin_manager, resolve
 from zwmd.settings import Settings, load_settings
+from zwmd.testing.logstore_checks import (
+    check_a_follower_gets_new_lines_until_the_run_is_complete,
+    check_an_outage_loses_nothing,
+    check_logs_land_and_read_back_identical,
+)
 from zwmd.tokens import Fetched
 
 pytestmark = pytest.mark.anyio
 
 K = "ZENML_KUBERNETES_WORKLOAD_MANAGER_"
 BUCKET = "zwmd-logs"
-BASE = 1_795_000_000_000_000_000
 ZWMD = "import sys; from zwmd.cli import main; sys.exit(main(sys.argv[1:]))"  # the `zwmd` script
 
 
@@ -76,6 +79,23 @@ class Emulator:
             self.process.wait(10)
             self.process = None
 
+    async def object_names(self, prefix: str) -> list[str]:
+        """The bucket's objects under ``prefix``, as the emulator lists them."""
+        async with httpx.AsyncClient() as http:
+            listing = await http.get(
+                f"{self.url}/storage/v1/b/{BUCKET}/o", params={"prefix": prefix}
+            )
+        return [item["name"] for item in listing.json()["items"]]
+
+    @contextlib.asynccontextmanager
+    async def outage(self) -> AsyncIterator[None]:
+        """GCS is away inside, back on the same port with the same objects after."""
+        self.stop()
+        try:
+            yield
+        finally:
+            await anyio.to_thread.run_sync(self.start)
+
 
 @pytest.fixture(scope="module")
 def emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Emulator]:
@@ -113,107 +133,37 @@ async def gcs_store(settings: Settings) -> ObjectLogStore:
     return store
 
 
-def lines(start: int, stop: int, attempt: int = 1) -> list[LogRecord]:
-    return [
-        LogRecord(BASE + i * 1000, "runner", 20, f"step {i}: ünïcode {'·' * (i % 7)}", attempt)
-        for i in range(start, stop)
-    ]
+def store_factory(tmp_path: Path) -> Callable[[str], Awaitable[ObjectLogStore]]:
+    """One store per name, each with its own home and state (another process each)."""
 
+    async def make_store(name: str) -> ObjectLogStore:
+        settings = gcp_settings(tmp_path / name)
+        assert settings.log_store == "gcs"
+        return await gcs_store(settings)
 
-async def collect(it: AsyncIterator[LogRecord]) -> list[LogRecord]:
-    return [r async for r in it]
+    return make_store
 
 
 async def test_logs_land_in_the_bucket_and_read_back_identical(
     emulator: Emulator, tmp_path: Path
 ) -> None:
-    settings = gcp_settings(tmp_path)
-    assert settings.log_store == "gcs"
-    store = await gcs_store(settings)
-    sent = lines(0, 5000)
-    key = LogKey("run-read-back", 1)
-    for start in range(0, len(sent), 250):
-        await store.append(key, sent[start : start + 250])
-    await store.close(key)
-    async with httpx.AsyncClient() as http:
-        listing = await http.get(
-            f"{emulator.url}/storage/v1/b/{BUCKET}/o", params={"prefix": "runner-logs/run-read"}
-        )
-    names = [item["name"] for item in listing.json()["items"]]
-    assert names
-    assert all(n.startswith("runner-logs/run-read-back/1/") for n in names)
-    fresh = await gcs_store(gcp_settings(tmp_path / "elsewhere"))
-    assert await collect(fresh.read("run-read-back")) == sent
-    assert await fresh.checkpoint(key) == await store.checkpoint(key)
-    await store.aclose()
-    await fresh.aclose()
+    await check_logs_land_and_read_back_identical(store_factory(tmp_path), emulator.object_names)
 
 
 async def test_a_follower_gets_new_lines_and_ends_when_the_run_is_complete(
     emulator: Emulator, tmp_path: Path
 ) -> None:
-    writer = await gcs_store(gcp_settings(tmp_path))
-    reader = await gcs_store(gcp_settings(tmp_path / "reader"))
-    key = LogKey("run-follow", 1)
-    sent = lines(0, 600)
-    await writer.append(key, sent[:100])
-    got: list[LogRecord] = []
-
-    async def follow() -> None:
-        got.extend(await collect(reader.follow("run-follow")))
-
-    with anyio.fail_after(60):
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(follow)
-            for start in range(100, 600, 50):
-                await writer.append(key, sent[start : start + 50])
-                await anyio.sleep(0.05)
-            await writer.close(key)
-    assert got == sent
-    await writer.aclose()
-    await reader.aclose()
+    await check_a_follower_gets_new_lines_until_the_run_is_complete(store_factory(tmp_path))
 
 
 async def test_a_30_second_outage_in_the_middle_of_a_run_loses_nothing(
     emulator: Emulator, tmp_path: Path
 ) -> None:
-    store = await gcs_store(gcp_settings(tmp_path))
-    store.put_timeout = 5
-    key = LogKey("run-outage", 1)
-    sent = lines(0, 3100)
-    reports: list[int] = []
-    drained = anyio.Event()
-    restarted = False
-
-    def spooled(nbytes: int) -> None:
-        reports.append(nbytes)
-        if restarted and nbytes == 0:
-            drained.set()
-
-    with anyio.fail_after(110):
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(lambda: store.maintain(spooled=spooled))
-            await store.append(key, sent[:1000])
-            emulator.stop()
-            try:
-                for i in range(60):  # 30 seconds of a run logging while GCS is away
-                    await store.append(key, sent[1000 + i * 10 : 1010 + i * 10])
-                    await anyio.sleep(0.5)
-                assert store.spooled_bytes() > 0
-                assert list((tmp_path / "state" / "spool" / "gcs").rglob("*.jsonl"))
-            finally:
-                await anyio.to_thread.run_sync(emulator.start)
-            restarted = True
-            for start in range(1600, 3100, 100):
-                await store.append(key, sent[start : start + 100])
-            await store.close(key)
-            await drained.wait()
-            tg.cancel_scope.cancel()
-    assert max(reports) > 0
-    fresh = await gcs_store(gcp_settings(tmp_path / "elsewhere"))
-    assert await collect(fresh.read("run-outage")) == sent
-    await store.aclose()
-    await fresh.aclose()
+    await check_an_outage_loses_nothing(
+        store_factory(tmp_path),
+        emulator.outage,
+        spool_dir=tmp_path / "writer" / "state" / "spool" / "gcs",
+    )
 
 
 class Clock:
