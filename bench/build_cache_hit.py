@@ -31,9 +31,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import anyio
 import anyio.to_thread
 
-from tests.build.registries import push_image, start_registry
 from tests.daemon_process import free_port
-from zwmd.client import Client, ClientConfig
+from tests.images.registries import push_image, start_registry
+from zwmd.apiclient import Client, ClientConfig
 from zwmd.daemon.serving import serve
 from zwmd.daemon.starting import daemon_config
 from zwmd.localkube import LocalKube

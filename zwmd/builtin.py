@@ -5,7 +5,7 @@ It is registered by the daemon like any other plugin (it is not an entry point, 
 cannot be uninstalled by accident), and implements the hooks exactly as a third-party
 plugin would; its hooks are ``trylast``, so any installed plugin that answers wins.
 
-Design note: one :class:`~zwmd.build.registry.RegistryClient` per event loop (it keeps
+Design note: one :class:`~zwmd.images.registry.RegistryClient` per event loop (it keeps
 connections and Bearer tokens; an httpx client must not cross event loops, and tests
 run several loops in one process).
 """
@@ -16,9 +16,9 @@ import asyncio
 import weakref
 from typing import Any
 
-from zwmd.build.builder import BuildPlan, kaniko_pod
-from zwmd.build.registry import RegistryClient
 from zwmd.hookspecs import hookimpl
+from zwmd.images.builder import BuildPlan, kaniko_pod
+from zwmd.images.registry import RegistryClient
 from zwmd.logs.filestore import FileLogStore
 
 _registry_clients: weakref.WeakKeyDictionary[

@@ -3,7 +3,7 @@
 Each sub-command hands over to the module that owns the work (uvicorn's split of
 config, server and cli): ``serve`` to :mod:`zwmd.daemon.starting`, ``config`` to
 :mod:`zwmd.settings`, ``localkube`` to :mod:`zwmd.localkube.cli`, the client verbs
-(``submit``, ``ls``, ``show``, ``cancel``, ``logs``) to :mod:`zwmd.client`, which reads
+(``submit``, ``ls``, ``show``, ``cancel``, ``logs``) to :mod:`zwmd.apiclient`, which reads
 ``ZWMD_URL`` (or ``ZWMD_API_SOCKET``) and the token variables.
 """
 
@@ -109,7 +109,7 @@ def _plugins() -> int:
 
 
 def _client_command(args: argparse.Namespace) -> int:
-    from zwmd.client import Client, ZwmdError
+    from zwmd.apiclient import Client, ZwmdError
 
     try:
         with Client() as client:
@@ -135,7 +135,7 @@ def _client_command(args: argparse.Namespace) -> int:
 
 
 def _submit(client: object, args: argparse.Namespace) -> int:
-    from zwmd.client import Client
+    from zwmd.apiclient import Client
 
     assert isinstance(client, Client)
     argv = list(args.argv)

@@ -81,7 +81,7 @@ def zwmd_image_exists(
     passes the question on. The builtin (tried last) speaks the OCI distribution API
     (``HEAD /v2/<repo>/manifests/<tag>``, anonymous, Basic and Bearer token flows).
     When every plugin answers ``None`` ("unknown", e.g. unreachable), zwmd builds.
-    Raise :class:`zwmd.build.registry.RegistryAuthError` when the registry refuses the
+    Raise :class:`zwmd.images.registry.RegistryAuthError` when the registry refuses the
     credentials: the build then fails at once with that message instead of pushing in vain.
 
     :param settings: the daemon's validated settings.
@@ -107,7 +107,7 @@ def zwmd_builder_job(settings: Any, plan: Any) -> dict[str, Any] | Awaitable[Any
     that runs is the one whose log joins the workload's stream (source ``builder``).
 
     :param settings: the daemon's validated settings.
-    :param plan: the :class:`zwmd.build.builder.BuildPlan` (destination image, Dockerfile,
+    :param plan: the :class:`zwmd.images.builder.BuildPlan` (destination image, Dockerfile,
         Job name, registry, whether it is insecure, builder image, arguments, resources).
     :return: a mapping of pod spec fields (or an awaitable of one), or None to pass.
     """

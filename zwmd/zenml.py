@@ -2,7 +2,7 @@
 
 Responsibility: implement ZenML's ``WorkloadManagerInterface`` (five methods, called
 with keyword arguments from the server's worker threads, on one instance created with no
-arguments at server start) by calling the zwmd daemon through :mod:`zwmd.client`.
+arguments at server start) by calling the zwmd daemon through :mod:`zwmd.apiclient`.
 Set ``ZENML_SERVER_WORKLOAD_MANAGER_IMPLEMENTATION_SOURCE=zwmd.zenml.WorkloadManager``
 and ``ZWMD_URL`` (or ``ZWMD_API_SOCKET``) plus ``ZWMD_API_TOKEN``/``ZWMD_API_TOKEN_FILE``.
 
@@ -43,7 +43,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
-from zwmd.client import ApiError, Client, ClientConfig, Workload, ZwmdError
+from zwmd.apiclient import ApiError, Client, ClientConfig, Workload, ZwmdError
 
 if TYPE_CHECKING:
     _Interface = object

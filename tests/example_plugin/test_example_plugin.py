@@ -9,7 +9,7 @@ import pytest
 from kubernetes_asyncio.client import ApiClient, BatchV1Api
 
 from tests.example_plugin import zwmd_example
-from zwmd.build.builder import BuildPlan, builder_job, builder_pod_pieces
+from zwmd.images.builder import BuildPlan, builder_job, builder_pod_pieces
 from zwmd.kube.jobs import PodPolicy
 from zwmd.logs.records import LogRecord
 from zwmd.logs.store import LogKey, LogStore

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.build.registries import Registry, start_registry
+from tests.images.registries import Registry, start_registry
 from tests.ops.test_doctor import K, doctor, environment, namespace_with
 from zwmd.localkube import LocalKube
 

@@ -25,7 +25,7 @@ from tests.zenml.servers import (
     trigger_run,
     wait_run,
 )
-from zwmd.client import Client, ClientConfig, Workload
+from zwmd.apiclient import Client, ClientConfig, Workload
 
 pytestmark = [pytest.mark.zenml, pytest.mark.timeout(600)]
 

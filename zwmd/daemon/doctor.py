@@ -15,8 +15,8 @@ Checks, in order (a check that depends on a failed one is skipped):
 5. every verb zwmd uses is allowed: one ``SelfSubjectAccessReview`` per verb and
    resource (:data:`PERMISSIONS`, the same table as ``contrib/kubernetes/rbac.yaml``);
 6. the registry answers and accepts the credentials (when images are built): a
-   manifest ``HEAD`` through :class:`zwmd.build.registry.RegistryClient`, with the
-   credentials the daemon would use (:class:`zwmd.build.credentials.CredentialSource`);
+   manifest ``HEAD`` through :class:`zwmd.images.registry.RegistryClient`, with the
+   credentials the daemon would use (:class:`zwmd.images.credentials.CredentialSource`);
 7. the log store is writable: one record appended under a fixed doctor id, read back.
 
 Design notes: nothing here writes to Kubernetes except the access reviews, which change
@@ -35,9 +35,9 @@ from typing import Any, TextIO
 import anyio
 import pluggy
 
-from zwmd.build.credentials import CredentialSource
-from zwmd.build.registry import RegistryAuthError, RegistryClient
 from zwmd.daemon.starting import open_log_store, plugins_for
+from zwmd.images.credentials import CredentialSource
+from zwmd.images.registry import RegistryAuthError, RegistryClient
 from zwmd.kube.client import KubeClient, KubeError, load_api_client
 from zwmd.logs.records import LogRecord
 from zwmd.logs.store import LogKey

@@ -45,13 +45,13 @@ from anyio.abc import TaskStatus
 
 from zwmd import builtin, systemd
 from zwmd.api import create_app, create_probe_app
-from zwmd.build.modes import ImageConfig
 from zwmd.daemon.notifying import HookNotifier
 from zwmd.daemon.operations import DaemonOperations
 from zwmd.engine.building import ImageBuilds
 from zwmd.engine.reactor import Reactor, ReactorTiming
 from zwmd.engine.states import State
 from zwmd.engine.workload import Transition, Workload
+from zwmd.images.modes import ImageConfig
 from zwmd.kube import naming
 from zwmd.kube.client import KubeClient, load_api_client
 from zwmd.kube.instrumentation import instrument_api_client

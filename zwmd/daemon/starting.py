@@ -21,10 +21,10 @@ import anyio
 import pluggy
 
 from zwmd import builtin
-from zwmd.build.modes import ImageConfig
 from zwmd.daemon.local import local_cluster
 from zwmd.daemon.serving import DaemonConfig, serve
 from zwmd.engine.reactor import ReactorTiming
+from zwmd.images.modes import ImageConfig
 from zwmd.kube.jobs import PodPolicy
 from zwmd.kube.watching import WatchTiming
 from zwmd.logs.store import LogStore

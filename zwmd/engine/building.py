@@ -1,8 +1,8 @@
 """Runner images: build workloads, shared builder Jobs, and who is told when they end.
 
 :class:`ImageBuilds` answers ``POST /v1/workloads/{id}/build``. A request is decided by
-:func:`zwmd.build.modes.decide`; in the build mode the image is looked up in the registry
-(``zwmd_image_exists`` hook, with credentials from :class:`~zwmd.build.credentials.CredentialSource`)
+:func:`zwmd.images.modes.decide`; in the build mode the image is looked up in the registry
+(``zwmd_image_exists`` hook, with credentials from :class:`~zwmd.images.credentials.CredentialSource`)
 and, when missing, built by one builder Job per full image name.
 
 Design notes:
@@ -37,7 +37,14 @@ from typing import Any
 
 import anyio
 
-from zwmd.build.builder import (
+from zwmd.engine.buildlogs import BuildLogs
+from zwmd.engine.kubereading import parse_time, true_conditions
+from zwmd.engine.pullsecrets import PullSecrets
+from zwmd.engine.reactor import Reactor
+from zwmd.engine.reasons import Observation, observe
+from zwmd.engine.states import Reason, State
+from zwmd.engine.workload import Workload
+from zwmd.images.builder import (
     BuildPlan,
     builder_job,
     builder_pod_pieces,
@@ -46,16 +53,9 @@ from zwmd.build.builder import (
     waiter_annotation,
     waiters_of,
 )
-from zwmd.build.credentials import CredentialSource
-from zwmd.build.modes import ImageConfig, decide
-from zwmd.build.registry import ImageRef, RegistryAuthError
-from zwmd.engine.buildlogs import BuildLogs
-from zwmd.engine.kubereading import parse_time, true_conditions
-from zwmd.engine.pullsecrets import PullSecrets
-from zwmd.engine.reactor import Reactor
-from zwmd.engine.reasons import Observation, observe
-from zwmd.engine.states import Reason, State
-from zwmd.engine.workload import Workload
+from zwmd.images.credentials import CredentialSource
+from zwmd.images.modes import ImageConfig, decide
+from zwmd.images.registry import ImageRef, RegistryAuthError
 from zwmd.kube import naming
 from zwmd.kube.client import KubeError, Obj
 from zwmd.kube.jobs import PodPolicy

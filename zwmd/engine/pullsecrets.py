@@ -2,7 +2,7 @@
 
 Design notes:
 
-- Credentials come from :class:`~zwmd.build.credentials.CredentialSource` (a docker
+- Credentials come from :class:`~zwmd.images.credentials.CredentialSource` (a docker
   config file, a Secret, or a plugin's ``zwmd_registry_credentials``), asked again for
   every runner, so credentials that expire (ECR: 12 hours) are fresh in the Secret.
 - The Secret's name is derived from the host, so all runners of one registry share it;
@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import hashlib
 
-from zwmd.build.builder import pull_secret
-from zwmd.build.credentials import CredentialSource, dockerconfigjson
-from zwmd.build.registry import ImageRef
+from zwmd.images.builder import pull_secret
+from zwmd.images.credentials import CredentialSource, dockerconfigjson
+from zwmd.images.registry import ImageRef
 from zwmd.kube.client import KubeClient, KubeError
 
 

@@ -34,7 +34,7 @@ from typing import Protocol, TypeVar
 import anyio
 import httpx
 
-from zwmd.client import Client, ClientConfig
+from zwmd.apiclient import Client, ClientConfig
 from zwmd.logs.objectstore import ObjectLogStore
 from zwmd.logs.records import LogRecord
 from zwmd.logs.store import LogKey

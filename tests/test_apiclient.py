@@ -1,6 +1,6 @@
 """The HTTP client and the ZenML adapter, against a real ``zwmd serve --local``.
 
-What a user of ``zwmd.client`` (the CLI, the ZenML server through the adapter) sees: an
+What a user of ``zwmd.apiclient`` (the CLI, the ZenML server through the adapter) sees: an
 unreachable daemon is named with the hint to start it, a wrong token is a clear 401,
 and a runner's life (run, wait, get, logs, follow, cancel) reads back as it happened.
 The adapter is exercised here as a plain class (zenml is not installed in this
@@ -22,7 +22,7 @@ import httpx
 import pytest
 
 from tests.daemon_process import DaemonProcess, free_port, start_daemon
-from zwmd.client import (
+from zwmd.apiclient import (
     ApiError,
     Client,
     ClientConfig,

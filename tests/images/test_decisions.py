@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from zwmd.build.credentials import CredentialSource, dockerconfigjson
-from zwmd.build.modes import ImageConfig, decide, full_image_name
+from zwmd.images.credentials import CredentialSource, dockerconfigjson
+from zwmd.images.modes import ImageConfig, decide, full_image_name
 
 pytestmark = pytest.mark.anyio
 

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.build.registries import PASSWORD, USER, Registry, push_image, start_registry
 from tests.daemon_process import free_port
-from zwmd.build.registry import ImageRef, RegistryAuthError, RegistryClient, parse_challenge
+from tests.images.registries import PASSWORD, USER, Registry, push_image, start_registry
+from zwmd.images.registry import ImageRef, RegistryAuthError, RegistryClient, parse_challenge
 
 pytestmark = pytest.mark.anyio
 

@@ -18,8 +18,8 @@ from pathlib import Path
 import anyio
 import pytest
 
-from tests.build.conftest import Daemon, build_env
-from tests.build.registries import PASSWORD, USER, Registry, push_image
+from tests.images.conftest import Daemon, build_env
+from tests.images.registries import PASSWORD, USER, Registry, push_image
 from tests.inprocess import until
 from zwmd.localkube import LocalKube
 

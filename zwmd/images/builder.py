@@ -31,7 +31,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from zwmd.build.credentials import dockerconfigjson
+from zwmd.images.credentials import dockerconfigjson
 from zwmd.kube import naming
 from zwmd.kube.client import Obj
 from zwmd.kube.jobs import PodPolicy, owner_reference, workload_labels

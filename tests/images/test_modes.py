@@ -14,10 +14,10 @@ from typing import Any
 import anyio
 import pytest
 
-from tests.build.conftest import Daemon, build_env
-from tests.build.registries import Registry, push_image
+from tests.images.conftest import Daemon, build_env
+from tests.images.registries import Registry, push_image
 from tests.inprocess import K, until
-from zwmd.client import Client, ClientConfig
+from zwmd.apiclient import Client, ClientConfig
 from zwmd.localkube import LocalKube
 from zwmd.zenml import WorkloadFailed, WorkloadManager
 

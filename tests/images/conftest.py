@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from tests.build.registries import Registry, start_registry
+from tests.images.registries import Registry, start_registry
 from tests.inprocess import Daemon as InProcessDaemon
 from tests.inprocess import JsonDict, K
 from tests.inprocess import kube as kube
