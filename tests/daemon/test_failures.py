@@ -33,13 +33,13 @@ def fast(config: DaemonConfig) -> DaemonConfig:
     shorter deadline can be over the moment it starts.
     """
     timing = dataclasses.replace(
-        config.reactor_timing,
+        config.engine_timing,
         image_pull_grace=timedelta(seconds=1.5),
         unschedulable_deadline=timedelta(seconds=1.5),
         events_poll_after=0.2,
         tick=0.1,
     )
-    return dataclasses.replace(config, reactor_timing=timing)
+    return dataclasses.replace(config, engine_timing=timing)
 
 
 @pytest.fixture

@@ -19,6 +19,7 @@ import pytest
 from tests.inprocess import JsonDict
 from tests.ops.inprocess import Cluster, Daemon, daemon_on_cluster, until
 from zwmd.daemon.operations import DaemonOperations
+from zwmd.kube.informer import Change, Informer
 
 pytestmark = pytest.mark.anyio
 
@@ -110,7 +111,7 @@ async def test_dropped_watches_and_server_errors_keep_the_daemon_healthy(tmp_pat
 async def test_healthz_fails_while_a_watch_is_stuck(tmp_path: Path) -> None:
     async with daemon_on_cluster(tmp_path) as daemon:
         release = anyio.Event()
-        daemon.ops.reactor.subscribers.append(_Blocking(release))
+        daemon.ops.informer.subscribers.append(_Blocking(release))
         submit = await daemon.http.post(
             "/v1/workloads/6a1c1b9e-0000-4000-8000-000000000001/run",
             json={"image": "runner:1", "command": ["sh", "-c", "exit 0"]},
@@ -144,7 +145,8 @@ async def test_healthz_cannot_answer_while_the_event_loop_is_blocked(tmp_path: P
 
 def test_a_lagging_event_loop_is_unhealthy() -> None:
     ops = DaemonOperations.__new__(DaemonOperations)
-    ops.watchers = ()
+    ops.informer = Informer.__new__(Informer)
+    ops.informer.watchers = ()
     ops.max_loop_lag = 5.0
     ops.loop_lag = lambda: 7.5
     assert ops.healthy() == (False, "the event loop is 7.5s late")
@@ -158,10 +160,10 @@ class _Blocking:
     def __init__(self, release: anyio.Event):
         self.release = release
 
-    async def on_listed(self, resource: str, items: list[JsonDict]) -> None:
+    async def on_listed(self, resource: str) -> None:
         await self.release.wait()
 
-    async def on_event(self, resource: str, event_type: str, obj: JsonDict) -> None:
+    async def on_changed(self, change: Change) -> None:
         await self.release.wait()
 
 

@@ -1,35 +1,44 @@
-"""What the API asks of the daemon, answered from the reactor, the log store and metrics.
+"""What the API asks of the daemon, answered from the engine, the log store and metrics.
 
 Design notes:
 
 - This is the only place where the API's words (``run``, ``cancel``, ``logs``) meet the
-  engine's (``submit_run``, ``Reactor.cancel``) and the log store's (``append``,
-  ``follow``). It holds no state of its own.
+  engine's (:class:`~zwmd.engine.runners.Runners`, :class:`~zwmd.engine.imagebuilds.ImageBuilds`,
+  the :class:`~zwmd.engine.registry.Registry`) and the log store's (``append``,
+  ``follow``). It holds no state of its own, and uses only the engine's public methods.
+- A workload id names its latest request (a build, then the run that follows it). A
+  workload that finished and was evicted from the registry is read back as it was
+  recorded: from the registry's recent records, else from its Job's annotations in the
+  informer's cache, for as long as the Job exists.
 - Messages posted for a workload (ZenML's ``log()``) go straight to the log store, even
   for ids zwmd has never seen: ZenML says "Starting pipeline run." before it asks for the
-  run. They are filed under the workload's current attempt (the first before any run), so
-  a message sent after the run ended stays with that run.
+  run. :func:`~zwmd.engine.attempts.message_attempt` says which attempt they join.
 - Reading logs by an id that no workload has and that has no logs is a 404, resolved
   before the streaming response starts.
 """
 
 from __future__ import annotations
 
+import builtins
 import logging
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
+import anyio
+
 from zwmd.api import BuildRequest, Conflict, NotFound, RunRequest
-from zwmd.engine.building import ImageBuilds
-from zwmd.engine.reactor import Reactor
+from zwmd.engine.attempts import message_attempt, next_attempt
+from zwmd.engine.imagebuilds import ImageBuilds
+from zwmd.engine.reconciling import EngineListener
+from zwmd.engine.registry import Registry
+from zwmd.engine.runners import Runners, RunSpec, SpecConflict
 from zwmd.engine.states import State
-from zwmd.engine.submitting import RunSpec, SpecConflict, submit_run
-from zwmd.engine.workload import Workload
+from zwmd.engine.workload import RecordError, Workload
+from zwmd.kube import naming
+from zwmd.kube.informer import Informer
 from zwmd.kube.jobs import PodPolicy
-from zwmd.kube.watching import Watcher
-from zwmd.logs.merging import attempt_for_message
 from zwmd.logs.records import LogRecord, level_from_name, to_text, to_zenml
 from zwmd.logs.store import LogKey, LogStore
 from zwmd.metrics import Metrics
@@ -43,15 +52,16 @@ ZWMD_SOURCE = "zwmd"
 class DaemonOperations:
     """The :class:`zwmd.api.Operations` of a running daemon."""
 
-    reactor: Reactor
+    informer: Informer
+    registry: Registry
+    runners: Runners
+    images: ImageBuilds
     policy: PodPolicy
     logs_store: LogStore
     metrics: Metrics
-    watchers: tuple[Watcher, ...]
     max_loop_lag: float = 5.0
     loop_lag: Callable[[], float] = lambda: 0.0
-    #: runner images: build workloads (ids shared with the runner that follows them)
-    images: ImageBuilds | None = None
+    listener: EngineListener | None = None
 
     # -- probes -------------------------------------------------------------------------
     #
@@ -62,14 +72,15 @@ class DaemonOperations:
     @property
     def ready(self) -> bool:
         """Both watches have listed, and the last request of each reached the apiserver."""
-        return self.reactor.ready and all(w.listed and w.reachable for w in self.watchers)
+        watchers = self.informer.watchers
+        return self.informer.synced and all(w.listed and w.reachable for w in watchers)
 
     def healthy(self) -> tuple[bool, str]:
         """False when the event loop lags or a watch loop is stuck (not when it reconnects)."""
         lag = self.loop_lag()
         if lag > self.max_loop_lag:
             return False, f"the event loop is {lag:.1f}s late"
-        for watcher in self.watchers:
+        for watcher in self.informer.watchers:
             overdue = watcher.seconds_overdue()
             if overdue > 0:
                 idle = watcher.seconds_since_progress()
@@ -83,6 +94,29 @@ class DaemonOperations:
 
     # -- workloads ----------------------------------------------------------------------
 
+    def _known(self, workload_id: str) -> Workload | None:
+        """The latest record of this id: active, finished lately, or on its Job."""
+        entry = self.registry.get(workload_id)
+        if entry is not None:
+            return entry.workload
+        recent = self.registry.recent(workload_id)
+        if recent is not None:
+            return recent
+        job_name = self.registry.job_name(workload_id)
+        job = self.informer.job(job_name) if job_name else None
+        if job is None:
+            return None
+        try:
+            return Workload.from_job(job)
+        except RecordError:
+            return None
+
+    def _find(self, id_or_alias: str) -> Workload:
+        known = self._known(self.registry.id_of(id_or_alias))
+        if known is None:
+            raise NotFound(f"no workload has the id or alias {id_or_alias!r}")
+        return known
+
     async def run(self, workload_id: str, request: RunRequest) -> tuple[dict[str, Any], bool]:
         spec = RunSpec(
             image=request.image,
@@ -92,21 +126,17 @@ class DaemonOperations:
             timeout_seconds=request.timeout_seconds,
         )
         policy = self.policy
-        if self.images is not None:
-            try:
-                pulls = await self.images.pull_secrets(request.image)
-            except Exception as exc:  # the pull may need none; Kubernetes will say if it did
-                log.warning("pull credentials for %s: %s", request.image, exc)
-                pulls = []
-            if pulls:
-                policy = replace(policy, image_pull_secrets=(*policy.image_pull_secrets, *pulls))
         try:
-            workload, created = await submit_run(
-                self.reactor,
-                policy,
-                workload_id,
-                spec,
-                first_attempt=await self._first_attempt(workload_id),
+            pulls = await self.images.pull_secrets(request.image)
+        except Exception as exc:  # the pull may need none; Kubernetes will say if it did
+            log.warning("pull credentials for %s: %s", request.image, exc)
+            pulls = []
+        if pulls:
+            policy = replace(policy, image_pull_secrets=(*policy.image_pull_secrets, *pulls))
+        attempt = await next_attempt(self.logs_store, workload_id, self._known(workload_id))
+        try:
+            workload, created = await self.runners.submit(
+                policy, workload_id, spec, attempt=attempt
             )
         except SpecConflict as exc:
             raise Conflict(str(exc)) from exc
@@ -115,109 +145,105 @@ class DaemonOperations:
             self.metrics.transition(None, State.QUEUED.value)
         return workload.to_api(), created
 
-    async def _first_attempt(self, workload_id: str) -> int:
-        """For an id no Job tracks: after the last attempt whose logs were completed."""
-        if self.reactor.tracked.get(workload_id) is not None:
-            return 1  # unused: the tracked record numbers the next attempt
-        attempts = await self.logs_store.attempts(workload_id)
-        if not attempts:
-            return 1
-        last = max(attempts)
-        checkpoint = await self.logs_store.checkpoint(LogKey(workload_id, last))
-        return last + 1 if checkpoint is not None and checkpoint.closed else last
-
     async def build(self, workload_id: str, request: BuildRequest) -> dict[str, Any]:
-        if self.images is None:  # a daemon without images: the requested name is the answer
-            now = datetime.now(UTC)
-            workload = Workload(
-                id=workload_id,
-                kind="builder",
-                state=State.SUCCEEDED,
-                image=request.image_name,
-                message="No build needed: runner images are not configured.",
-                submitted_at=now,
-                finished_at=now,
+        try:
+            built = await self.images.request(
+                workload_id,
+                image_name=request.image_name,
+                dockerfile=request.dockerfile,
+                timeout_seconds=request.timeout_seconds,
+                reuse_images=dict(request.reuse_images),
             )
-            return workload.to_api()
-        built = await self.images.request(
-            workload_id,
-            image_name=request.image_name,
-            dockerfile=request.dockerfile,
-            timeout_seconds=request.timeout_seconds,
-            reuse_images=dict(request.reuse_images),
-        )
+        except SpecConflict as exc:
+            raise Conflict(str(exc)) from exc
         return built.to_api()
 
-    def _tracked(self, id_or_alias: str) -> Any:
-        """The runner workload of this id or alias, else its build workload."""
-        tracked = self.reactor.resolve(id_or_alias)
-        if tracked is not None:
-            return tracked
-        if self.images is not None and (record := self.images.resolve(id_or_alias)):
-            return record
-        raise NotFound(f"no workload has the id or alias {id_or_alias!r}")
-
     def get(self, id_or_alias: str) -> dict[str, Any]:
-        api: dict[str, Any] = self._tracked(id_or_alias).workload.to_api()
-        return api
+        return self._find(id_or_alias).to_api()
 
     def list(self, state: str | None) -> list[dict[str, Any]]:
         if state is not None and state not in {s.value for s in State}:
             raise NotFound(f"state: {state!r} is not one of {', '.join(s.value for s in State)}")
-        items = [t.workload for t in self.reactor.tracked.values()]
-        if self.images is not None:  # a build whose runner exists is shown by the runner
-            items += [w for w in self.images.workloads() if w.id not in self.reactor.tracked]
-        items.sort(key=lambda w: (w.submitted_at, w.id))
-        return [w.to_api() for w in items if state is None or w.state == state]
+        items = {entry.workload.id: entry.workload for entry in self.registry.entries()}
+        for record in self.registry.recent_records():
+            items.setdefault(record.id, record)
+        for job in self.informer.jobs.values():  # finished long ago, while the Job exists
+            labels = job["metadata"].get("labels") or {}
+            wid = labels.get(naming.LABEL_WORKLOAD_ID)
+            if labels.get(naming.LABEL_KIND) != naming.KIND_RUNNER or not wid or wid in items:
+                continue
+            if self.registry.job_name(wid) == job["metadata"].get("name"):
+                known = self._known(wid)
+                if known is not None:
+                    items[wid] = known
+        ordered = sorted(items.values(), key=lambda w: (w.submitted_at, w.id))
+        return [w.to_api() for w in ordered if state is None or w.state == state]
+
+    def workload_states(self) -> builtins.list[str]:
+        """The state of every workload this daemon answers for (the metrics' gauge).
+
+        Active entries and recent records as they are; the rest from the state written on
+        their latest Job, without parsing the whole record.
+        """
+        states = {
+            entry.workload.id: entry.workload.state.value for entry in self.registry.entries()
+        }
+        for record in self.registry.recent_records():
+            states.setdefault(record.id, record.state.value)
+        for job in self.informer.jobs.values():
+            meta = job["metadata"]
+            labels = meta.get("labels") or {}
+            wid = labels.get(naming.LABEL_WORKLOAD_ID)
+            if labels.get(naming.LABEL_KIND) != naming.KIND_RUNNER or not wid or wid in states:
+                continue
+            if self.registry.job_name(wid) == meta.get("name"):
+                states[wid] = (meta.get("annotations") or {}).get(naming.ANN_STATE, "")
+        return list(states.values())
 
     async def wait(self, id_or_alias: str, timeout: float) -> dict[str, Any]:
-        tracked = self._tracked(id_or_alias)
-        record = self.images.resolve(id_or_alias) if self.images is not None else None
-        if self.images is not None and record is not None and tracked is record:
-            workload: Workload = await self.images.wait(record, timeout)
-        else:
-            workload = await self.reactor.wait(tracked, timeout)
-        return workload.to_api()
+        entry = self.registry.resolve(id_or_alias)
+        if entry is None:
+            return self._find(id_or_alias).to_api()
+        with anyio.move_on_after(timeout):
+            await entry.finished.wait()
+        return entry.workload.to_api()
 
     async def cancel(self, id_or_alias: str) -> None:
-        tracked = self._tracked(id_or_alias)
-        record = self.images.resolve(id_or_alias) if self.images is not None else None
-        if self.images is not None and record is not None and tracked is record:
-            await self.images.cancel(record)
+        entry = self.registry.resolve(id_or_alias)
+        if entry is None:
+            self._find(id_or_alias)  # 404 for an id never seen; a finished one stays as it is
+            return
+        if entry.kind == naming.KIND_BUILDER:
+            await self.images.cancel(entry)
         else:
-            await self.reactor.cancel(tracked)
+            await self.runners.cancel(entry)
 
     # -- logs ---------------------------------------------------------------------------
 
-    def _log_owner(self, id_or_alias: str) -> tuple[str, int | None]:
-        tracked = self.reactor.resolve(id_or_alias)
-        if tracked is None:
-            return id_or_alias, None
-        return tracked.workload.id, tracked.workload.attempt
-
     async def log(self, id_or_alias: str, message: str, level: str) -> None:
-        workload_id, attempt = self._log_owner(id_or_alias)
-        if attempt is None:  # before the run exists (or for an id never run): latest or first
-            attempt = attempt_for_message(await self.logs_store.attempts(workload_id))
+        workload_id = self.registry.id_of(id_or_alias)
+        attempt = await message_attempt(self.logs_store, workload_id, self._known(workload_id))
         record = LogRecord.at(
             datetime.now(UTC), ZWMD_SOURCE, level_from_name(level), message, attempt
         )
         await self.logs_store.append(LogKey(workload_id, attempt), [record])
 
     async def logs(self, id_or_alias: str, *, fmt: str, follow: bool) -> AsyncIterator[bytes]:
-        workload_id, attempt = self._log_owner(id_or_alias)
-        if attempt is None and not await self.logs_store.attempts(workload_id):
+        workload_id = self.registry.id_of(id_or_alias)
+        known = self._known(workload_id)
+        if known is None and not await self.logs_store.attempts(workload_id):
             raise NotFound(f"no workload and no logs for the id or alias {id_or_alias!r}")
         render = to_zenml if fmt == "zenml" else to_text
-        if follow and attempt is not None and not self._terminal(workload_id):
-            records = _follow_attempt(self.logs_store, workload_id, attempt)
+        if (
+            follow
+            and known is not None
+            and known.kind == naming.KIND_RUNNER
+            and not known.is_terminal
+        ):
+            records = _follow_attempt(self.logs_store, workload_id, known.attempt)
         else:
             records = self.logs_store.read(workload_id)
         return _lines(records, render, batch=1 if follow else 256)
-
-    def _terminal(self, workload_id: str) -> bool:
-        tracked = self.reactor.tracked.get(workload_id)
-        return tracked is None or tracked.workload.is_terminal
 
 
 async def _follow_attempt(

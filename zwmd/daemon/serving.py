@@ -3,23 +3,27 @@
 Design notes (uvicorn's config / server / cli split, anyio's structured concurrency):
 
 - :func:`serve` owns one task group with everything that runs: (localkube in local mode,)
-  the reactor, the two watchers (Jobs and Pods: never more, however many workloads), the
-  HTTP API, an optional metrics listener, the plugins' lifecycle hooks, the systemd
-  watchdog and the signal handler.
+  the reconciler, the informer (one watch of Jobs and one of Pods: never more, however
+  many workloads), the HTTP API, an optional metrics listener, the plugins' lifecycle
+  hooks, the systemd watchdog and the signal handler.
+- The engine is wired here: one :class:`~zwmd.kube.informer.Informer` feeds the
+  :class:`~zwmd.engine.reconciling.Reconciler` (with its two kinds, runners and image
+  builds, sharing one :class:`~zwmd.engine.registry.Registry`) and the log pipeline.
 - The metrics listener (``ZWMD_METRICS_PORT`` on ``ZWMD_METRICS_HOST``) serves only
   ``/metrics``, ``/healthz`` and ``/readyz`` (:func:`zwmd.api.create_probe_app`): it is
   meant to be reached from other hosts (kubelets, Prometheus), so nothing else is there.
-- Metrics from the reactor's news (:class:`_Listener`): transitions, and the phase
+- Metrics from the engine's news (:class:`_Listener`): transitions, and the phase
   histograms from the workload's own timestamps (queue wait: submitted → admitted; start:
   the Job's start → running; run: running → finished). After every list of Jobs the
-  per-state gauge is recounted from the reactor's view, so workloads adopted after a
-  restart show in ``zwmd_workloads{state}``. A single daemon is its own leader.
+  per-state gauge is counted from the registry at each scrape, so workloads adopted after
+  a restart show in ``zwmd_workloads{state}``. A single daemon is its own leader.
 - Start-up order: the API listens first (so ``/readyz`` can say "not yet" instead of the
-  connection being refused), then the reactor and watchers start; ``READY=1`` goes to
+  connection being refused), then the reconciler and the informer start; ``READY=1`` goes to
   systemd once both watches have listed.
-- SIGTERM or SIGINT: ``STOPPING=1``, stop accepting requests, cancel the task group.
-  Nothing needs draining to be safe: every workload's truth is in Kubernetes, and the log
-  store is durable per append. The process exits 0.
+- SIGTERM or SIGINT: ``STOPPING=1``, stop accepting requests, let the requests in
+  flight end for at most ``ZWMD_SHUTDOWN_GRACE_SECONDS``, then cancel the task group.
+  Nothing else needs draining to be safe: every workload's truth is in Kubernetes, and
+  the log store is durable per append. The process exits 0.
 - The Unix socket is created by us (not uvicorn, which would make it 0666) with mode 0600
   before anyone can connect.
 """
@@ -47,16 +51,19 @@ from zwmd import builtin, systemd
 from zwmd.api import create_app, create_probe_app
 from zwmd.daemon.notifying import HookNotifier
 from zwmd.daemon.operations import DaemonOperations
-from zwmd.engine.building import ImageBuilds
-from zwmd.engine.reactor import Reactor, ReactorTiming
+from zwmd.engine.imagebuilds import ImageBuilds
+from zwmd.engine.reconciling import EngineTiming, Reconciler
+from zwmd.engine.registry import Registry
+from zwmd.engine.runners import Runners
 from zwmd.engine.states import State
 from zwmd.engine.workload import Transition, Workload
 from zwmd.images.modes import ImageConfig
 from zwmd.kube import naming
 from zwmd.kube.client import KubeClient, load_api_client
+from zwmd.kube.informer import Informer
 from zwmd.kube.instrumentation import instrument_api_client
 from zwmd.kube.jobs import PodPolicy
-from zwmd.kube.watching import Watcher, WatchTiming
+from zwmd.kube.watching import WatchTiming
 from zwmd.logs.pipeline import LogPipeline
 from zwmd.logs.store import LogKey, LogStore
 from zwmd.metrics import Metrics
@@ -80,8 +87,9 @@ class DaemonConfig:
     metrics_port: int | None = None
     metrics_host: str = "0.0.0.0"
     kubeconfig: str | None = None
-    reactor_timing: ReactorTiming = field(default_factory=ReactorTiming)
+    engine_timing: EngineTiming = field(default_factory=EngineTiming)
     watch_timing: WatchTiming = field(default_factory=WatchTiming)
+    shutdown_grace: float = 8.0  # seconds requests in flight may take after SIGTERM
     images: ImageConfig = field(default_factory=ImageConfig)
 
 
@@ -94,7 +102,7 @@ class _Server(uvicorn.Server):
 
 
 class _Listener:
-    """Connects the reactor's news to metrics and hooks, and completes logs of finished
+    """Connects the engine's news to metrics and hooks, and completes logs of finished
     attempts."""
 
     def __init__(
@@ -237,46 +245,57 @@ async def serve(
     kube = KubeClient(api_client, config.namespace, stream_api=stream_client)
     hooks = HookNotifier(plugins, metrics)
     listener = _Listener(metrics, hooks=hooks)
-    reactor = Reactor(
+    informer = Informer(kube, config.watch_timing, observer=metrics)
+    registry = Registry()
+    reconciler = Reconciler(tick=config.engine_timing.tick)
+    pipeline = LogPipeline(
         kube,
-        max_active=config.max_active,
-        ttl_seconds_after_finished=config.ttl_seconds_after_finished,
-        timing=config.reactor_timing,
-        listener=listener,
-    )
-    listener.pipeline = LogPipeline(
-        kube,
+        informer,
         store,
-        spawn=reactor.spawn,
+        spawn=reconciler.spawn,
         on_stored=lambda lines, nbytes: metrics.log_stored(store.name, lines, nbytes),
     )
-    reactor.subscribers.append(listener.pipeline)
-    watchers = tuple(
-        Watcher(kube, resource, naming.SELECTOR, reactor, config.watch_timing, metrics)
-        for resource in ("jobs", "pods")
+    listener.pipeline = pipeline
+    runners = Runners(
+        kube,
+        informer,
+        registry,
+        reconciler,
+        listener,
+        max_active=config.max_active,
+        ttl_seconds_after_finished=config.ttl_seconds_after_finished,
+        timing=config.engine_timing,
     )
-    # -- runner images (issue 5): build workloads and builder Jobs, a watch subscriber
     images = ImageBuilds(
-        reactor,
+        kube,
+        informer,
+        registry,
+        reconciler,
+        listener,
         dataclasses.replace(config.images, plugins=plugins or _builtin_plugins()),
         config.policy,
         store,
         metrics,
-        pipeline=listener.pipeline,
+        timing=config.engine_timing,
+        pipeline=pipeline,
         ttl_seconds_after_finished=config.ttl_seconds_after_finished,
     )
-    reactor.subscribers.append(images)
-    # --
-    metrics.count_workloads_with(
-        lambda: (
-            [t.workload.state.value for t in reactor.tracked.values()]
-            + [w.state.value for w in images.workloads()]
-        )
-    )
+    reconciler.add(runners)
+    reconciler.add(images)
+    informer.subscribers += [reconciler, pipeline]
     lag = _LoopLag()
     ops = DaemonOperations(
-        reactor, config.policy, store, metrics, watchers, loop_lag=lag.current, images=images
+        informer,
+        registry,
+        runners,
+        images,
+        config.policy,
+        store,
+        metrics,
+        loop_lag=lag.current,
+        listener=listener,
     )
+    metrics.count_workloads_with(ops.workload_states)
     app = create_app(ops, token=None if config.api_socket else config.api_token)
     sockets = [
         _bind_unix_socket(config.api_socket)
@@ -296,15 +315,15 @@ async def serve(
         )
     try:
         async with anyio.create_task_group() as tg:
-            tg.start_soon(_handle_signals, tg.cancel_scope, servers)
+            stopped = [anyio.Event() for _ in servers]
+            tg.start_soon(_handle_signals, tg.cancel_scope, servers, stopped, config.shutdown_grace)
             tg.start_soon(lag.run)
             tg.start_soon(hooks.run)
-            tg.start_soon(server.serve, sockets)
+            tg.start_soon(_serve_http, server, sockets, stopped[0])
             if metrics_sockets:
-                tg.start_soon(servers[1].serve, metrics_sockets)
-            await tg.start(reactor.run)
-            for watcher in watchers:  # each returns once it has listed
-                await tg.start(_run_watcher, watcher)
+                tg.start_soon(_serve_http, servers[1], metrics_sockets, stopped[1])
+            await tg.start(reconciler.run)
+            await tg.start(informer.run)  # returns once both resources have listed
             tg.start_soon(systemd.run_watchdog, lambda: ops.healthy()[0])
             systemd.ready("watching")
             log.info("zwmd ready: %s", _where(config))
@@ -327,20 +346,28 @@ async def serve(
                     config.api_socket.unlink()
 
 
-async def _run_watcher(
-    watcher: Watcher, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED
+async def _serve_http(server: _Server, sockets: list[socket.socket], stopped: anyio.Event) -> None:
+    try:
+        await server.serve(sockets)
+    finally:
+        stopped.set()
+
+
+async def _handle_signals(
+    scope: anyio.CancelScope, servers: list[_Server], stopped: list[anyio.Event], grace: float
 ) -> None:
-    await watcher.run(task_status=task_status)
-
-
-async def _handle_signals(scope: anyio.CancelScope, servers: list[_Server]) -> None:
+    """On SIGTERM/SIGINT: stop accepting, give requests in flight ``grace`` s, stop."""
     with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
         async for signum in signals:
             log.info("zwmd: %s received, stopping", signal.Signals(signum).name)
             systemd.stopping()
             for server in servers:
                 server.should_exit = True
-            await anyio.sleep(0.2)  # let uvicorn close its listeners and answer in-flight calls
+            with anyio.move_on_after(grace) as drain:
+                for each in stopped:
+                    await each.wait()
+            if drain.cancelled_caught:
+                log.warning("zwmd: requests still in flight after %ss; stopping", grace)
             scope.cancel()
             return
 

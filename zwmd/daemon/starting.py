@@ -23,7 +23,7 @@ import pluggy
 from zwmd import builtin
 from zwmd.daemon.local import local_cluster
 from zwmd.daemon.serving import DaemonConfig, serve
-from zwmd.engine.reactor import ReactorTiming
+from zwmd.engine.reconciling import EngineTiming
 from zwmd.images.modes import ImageConfig
 from zwmd.kube.jobs import PodPolicy
 from zwmd.kube.watching import WatchTiming
@@ -58,11 +58,12 @@ def daemon_config(settings: Settings, *, kubeconfig: str | None) -> DaemonConfig
         metrics_port=settings.metrics_port,
         metrics_host=settings.metrics_host,
         kubeconfig=kubeconfig,
-        reactor_timing=ReactorTiming(
+        engine_timing=EngineTiming(
             image_pull_grace=timedelta(seconds=settings.image_pull_grace_seconds),
             unschedulable_deadline=timedelta(seconds=settings.unschedulable_deadline_seconds),
         ),
         watch_timing=WatchTiming(inactivity_timeout=settings.watch_inactivity_timeout_seconds),
+        shutdown_grace=settings.shutdown_grace_seconds,
         images=image_config(settings),
     )
 

@@ -25,6 +25,7 @@ from zwmd.engine.states import Reason, State
 from zwmd.engine.workload import Workload
 from zwmd.kube import naming
 from zwmd.kube.client import KubeClient, KubeError, Obj
+from zwmd.kube.informer import Informer
 from zwmd.logs.merging import message_records
 from zwmd.logs.pipeline import LogPipeline
 from zwmd.logs.records import parse_kubelet_line
@@ -41,12 +42,14 @@ class BuildLogs:
     def __init__(
         self,
         kube: KubeClient,
+        informer: Informer,
         store: LogStore,
         pipeline: LogPipeline | None,
         *,
         ttl_seconds_after_finished: int | None,
     ) -> None:
         self.kube = kube
+        self.informer = informer
         self.store = store
         self.pipeline = pipeline
         self.ttl = ttl_seconds_after_finished
@@ -62,9 +65,8 @@ class BuildLogs:
     async def tail(self, job_name: str, pods: list[Obj]) -> list[str]:
         """The last lines of the newest builder pod's log, read from Kubernetes."""
         if not pods:  # the Job's verdict can arrive before the pod watch's events
-            selector = f"batch.kubernetes.io/job-name={job_name}"
             try:
-                pods, _ = await self.kube.list("pods", label_selector=selector)
+                pods = await self.informer.list_pods_of(job_name)
             except KubeError as exc:
                 log.info("builder pods of %s: %s", job_name, exc)
         if not pods:

@@ -12,11 +12,15 @@ from datetime import datetime, timedelta
 from typing import Any
 
 __all__ = [
+    "JOB_FAILURE_CONDITIONS",
+    "JOB_SUCCESS_CONDITIONS",
     "container_statuses",
     "event_message",
     "event_times",
     "human_duration",
     "is_active",
+    "job_failed",
+    "job_finished",
     "memory_limit",
     "parse_time",
     "pod_name",
@@ -53,6 +57,24 @@ def true_conditions(obj: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
         if condition.get("status") == "True":
             found[condition.get("type", "")] = condition
     return found
+
+
+#: Job conditions that end it well: ``SuccessCriteriaMet`` comes first from 1.31.
+JOB_SUCCESS_CONDITIONS = ("Complete", "SuccessCriteriaMet")
+#: Job conditions that end it badly: ``FailureTarget`` comes first from 1.29 (while the
+#: pods are still terminating); it is already the verdict.
+JOB_FAILURE_CONDITIONS = ("Failed", "FailureTarget")
+
+
+def job_failed(job: Mapping[str, Any]) -> bool:
+    """Whether the Job controller has given its failure verdict."""
+    return any(kind in true_conditions(job) for kind in JOB_FAILURE_CONDITIONS)
+
+
+def job_finished(job: Mapping[str, Any]) -> bool:
+    """Whether the Job controller has given its verdict, either way."""
+    conditions = true_conditions(job)
+    return any(kind in conditions for kind in (*JOB_SUCCESS_CONDITIONS, *JOB_FAILURE_CONDITIONS))
 
 
 def container_statuses(pod: Mapping[str, Any]) -> list[Mapping[str, Any]]:

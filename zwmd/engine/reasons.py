@@ -61,6 +61,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from zwmd.engine.kubereading import (
+    JOB_FAILURE_CONDITIONS,
+    JOB_SUCCESS_CONDITIONS,
     container_statuses,
     event_message,
     event_times,
@@ -78,8 +80,6 @@ __all__ = ["Observation", "human_duration", "observe", "parse_time"]  # the last
 
 IMAGE_PULL_WAITING = frozenset({"ErrImagePull", "ImagePullBackOff"})
 CONTAINER_CREATE_WAITING = frozenset({"CreateContainerConfigError", "CreateContainerError"})
-JOB_SUCCESS_CONDITIONS = ("Complete", "SuccessCriteriaMet")
-JOB_FAILURE_CONDITIONS = ("Failed", "FailureTarget")
 SIGKILL_EXIT_CODE = 137
 
 
@@ -173,7 +173,7 @@ class _Observer:
         for kind in JOB_SUCCESS_CONDITIONS:
             if kind in conditions:
                 return self._succeeded(conditions[kind])
-        failed = conditions.get("Failed") or conditions.get("FailureTarget")
+        failed = next((conditions[k] for k in JOB_FAILURE_CONDITIONS if k in conditions), None)
         if failed is not None:
             return self._job_failed(failed)
         return self._from_pods()

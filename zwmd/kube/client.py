@@ -6,7 +6,7 @@ Design notes:
   (``KUBECONFIG`` or the in-cluster service account), but every call goes through
   ``ApiClient.call_api(..., _preload_content=False)`` and the body is parsed with
   orjson. kubernetes-asyncio's typed methods build model objects for every response,
-  which costs ~440 µs an event on the watch path (see FACTS.md) and validates on the
+  which costs ~440 µs an event on the watch path and validates on the
   client; zwmd reads Kubernetes objects as the JSON they are.
 - Errors become :class:`KubeError` carrying the status code, the ``Status`` reason and
   ``Retry-After`` when the server sent one, so callers can tell 404 from 409 from 429
@@ -53,11 +53,6 @@ class KubeError(Exception):
         self.reason = reason
         self.message = message
         self.retry_after = retry_after
-
-    @property
-    def retryable(self) -> bool:
-        """Whether waiting and asking again may help (throttling, server trouble)."""
-        return self.code in (0, 429) or self.code >= 500
 
 
 async def load_api_client(
@@ -227,6 +222,22 @@ class KubeClient:
 
     async def create(self, resource: str, obj: Obj) -> Obj:
         return await self.request_json("POST", self.path(resource), body=obj)
+
+    async def create_or_replace(self, resource: str, obj: Obj) -> Obj:
+        """Create ``obj``; if one of its name exists, replace it whole (an update).
+
+        The replacement takes the new object's labels, ownerReferences and data: an
+        object left by an earlier owner (a Job since deleted, whose dependents the
+        garbage collector has not reached yet) becomes the new owner's, instead of
+        keeping a reference that would get it collected.
+        """
+        try:
+            return await self.create(resource, obj)
+        except KubeError as exc:
+            if exc.code != 409:
+                raise
+        name = obj["metadata"]["name"]
+        return await self.request_json("PUT", self.path(resource, name), body=obj)
 
     async def patch(
         self, resource: str, name: str, patch: Any, *, content_type: str = MERGE_PATCH

@@ -32,7 +32,6 @@ ANN_SUBMITTED_AT = f"{DOMAIN}/submitted-at"  # RFC 3339, orders the queue
 ANN_STARTED_AT = f"{DOMAIN}/started-at"
 ANN_FINISHED_AT = f"{DOMAIN}/finished-at"
 ANN_ATTEMPT = f"{DOMAIN}/attempt"
-ANN_LOG_CHECKPOINT = f"{DOMAIN}/log-checkpoint"
 ANN_LOGS_FLUSHED = f"{DOMAIN}/logs-flushed"
 
 SELECTOR = f"{LABEL_MANAGED_BY}={MANAGED_BY}"

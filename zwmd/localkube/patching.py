@@ -3,7 +3,7 @@
 Design notes:
 
 * kubernetes-asyncio sends a dict or model as ``application/strategic-merge-patch+json``
-  and a list as ``application/json-patch+json`` (see FACTS.md); kubectl may also send
+  and a list as ``application/json-patch+json``; kubectl may also send
   ``application/merge-patch+json``. Server-side apply is not served (415).
 * Strategic merge is a merge patch with one refinement that matters to controllers: a
   list of objects that all carry a merge key (``name`` for containers, env, volumes,

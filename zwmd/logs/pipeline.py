@@ -2,8 +2,9 @@
 
 Design notes:
 
-- The pipeline is a subscriber of the reactor's two watches: it sees every Job (to learn
-  which workload and attempt a pod belongs to) and every Pod. It starts one
+- The pipeline is a subscriber of the informer, and reads its cache: a pod's Job (which
+  workload and attempt its lines belong to) and the pod itself. It keeps no copy of
+  either. It starts one
   :class:`~zwmd.logs.following.ContainerLogFollower` per pod whose container has started
   (running or already terminated), whether the daemon saw it start or found it after a
   restart; the follower resumes from the store's checkpoint.
@@ -16,6 +17,9 @@ Design notes:
   final fetch, appends the failure summary (reason, message and the last lines of the
   container) when the workload failed, and closes the attempt in the store, which ends
   every ``follow`` reader. Only then may Kubernetes' garbage collector take the pods.
+- What it keeps is bounded by active work: a follower is forgotten once its Job's log is
+  complete, and the Jobs whose logs are complete are remembered (so that no late pod
+  event starts a follower again) only until the Job is deleted.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ import anyio
 
 from zwmd.kube import naming
 from zwmd.kube.client import KubeClient, KubeError, Obj
+from zwmd.kube.informer import Change, Informer, job_of
 from zwmd.logs.following import ContainerLogFollower
 from zwmd.logs.merging import message_records
 from zwmd.logs.records import LogRecord
@@ -40,7 +45,6 @@ log = logging.getLogger(__name__)
 
 SUMMARY_TAIL_LINES = 20
 _SOURCES = {naming.KIND_RUNNER: "runner", naming.KIND_BUILDER: "builder"}
-_JOB_NAME_LABEL = "batch.kubernetes.io/job-name"
 
 
 @dataclass
@@ -64,6 +68,7 @@ class LogPipeline:
     def __init__(
         self,
         kube: KubeClient,
+        informer: Informer,
         store: LogStore,
         *,
         spawn: Callable[[Callable[[], Coroutine[Any, Any, None]]], None],
@@ -71,64 +76,47 @@ class LogPipeline:
         finish_timeout: float = 120.0,
     ):
         self.kube = kube
+        self.informer = informer
         self.store = store
         self.spawn = spawn
         self.on_stored = on_stored
         self.finish_timeout = finish_timeout
-        self.jobs: dict[str, _JobInfo] = {}  # Job name -> where its logs go
-        self.pods: dict[str, Obj] = {}  # pod name -> latest pod
         self.follows: dict[str, _Follow] = {}  # pod name -> its follower
         self.pods_listed = anyio.Event()
         self._turns: dict[tuple[LogKey, str], anyio.Lock] = {}
+        self._complete: set[str] = set()  # Jobs whose logs are complete (until deleted)
 
-    # -- watch subscriber ---------------------------------------------------------------
+    # -- the informer's subscriber ------------------------------------------------------
 
-    async def on_listed(self, resource: str, items: list[Obj]) -> None:
-        if resource == "jobs":
-            self.jobs = {}
-            for job in items:
-                self._learn_job(job)
-        elif resource == "pods":
-            self.pods = {pod["metadata"]["name"]: pod for pod in items}
-            for pod in items:
-                self._consider(pod)
+    async def on_listed(self, resource: str) -> None:
+        if resource == "pods":
+            for pods in list(self.informer.pods_by_job.values()):
+                for pod in list(pods.values()):
+                    self._consider(pod)
             self.pods_listed.set()
+        elif resource == "jobs":
+            self._complete &= set(self.informer.jobs)
 
-    async def on_event(self, resource: str, event_type: str, obj: Obj) -> None:
-        name = (obj.get("metadata") or {}).get("name", "")
-        if resource == "jobs" and event_type != "DELETED":
-            self._learn_job(obj)
-        elif resource == "pods":
-            if event_type == "DELETED":
-                self.pods.pop(name, None)
-            else:
-                self.pods[name] = obj
-                self._consider(obj)
-
-    def _learn_job(self, job: Obj) -> None:
-        meta = job["metadata"]
-        labels = meta.get("labels") or {}
-        notes = meta.get("annotations") or {}
-        source = _SOURCES.get(labels.get(naming.LABEL_KIND, ""))
-        workload_id = labels.get(naming.LABEL_WORKLOAD_ID)
-        if source is None or not workload_id:
-            return
-        attempt = int(notes.get(naming.ANN_ATTEMPT) or 1)
-        status = job.get("status") or {}
-        self.jobs[meta["name"]] = _JobInfo(
-            LogKey(workload_id, attempt),
-            source,
-            notes.get(naming.ANN_LOGS_FLUSHED) == "true",
-            int(status.get("succeeded") or 0) + int(status.get("failed") or 0),
-        )
+    async def on_changed(self, change: Change) -> None:
+        if change.resource == "pods" and not change.deleted:
+            self._consider(change.obj)
+        elif change.resource == "jobs":
+            if change.deleted:
+                self._complete.discard(change.name)
+            else:  # pods seen before their Job was
+                for pod in self.informer.pods_of(change.name):
+                    self._consider(pod)
 
     def _consider(self, pod: Obj) -> None:
         name = pod["metadata"]["name"]
         if name in self.follows:
             return
-        info = self.jobs.get(_job_of(pod))
+        job_name = job_of(pod)
         container = _started_container(pod)
-        if info is None or container is None or info.flushed:
+        if container is None or job_name in self._complete:
+            return
+        info = _job_info(self.informer.job(job_name))
+        if info is None or info.flushed:
             return
         follower = ContainerLogFollower(
             self.kube,
@@ -140,7 +128,7 @@ class LogPipeline:
             ended=lambda: self._ended(name, container),
             on_stored=self.on_stored,
         )
-        follow = _Follow(follower, _job_of(pod))
+        follow = _Follow(follower, job_name)
         self.follows[name] = follow
         turn = self._turns.setdefault((info.key, info.source), anyio.Lock())
 
@@ -156,7 +144,7 @@ class LogPipeline:
         self.spawn(run)
 
     def _ended(self, pod: str, container: str) -> bool:
-        current = self.pods.get(pod)
+        current = self.informer.pod(pod)
         if current is None:
             return True
         for status in (current.get("status") or {}).get("containerStatuses") or []:
@@ -174,6 +162,10 @@ class LogPipeline:
         if failure is not None:
             await self._summarize(key, *failure)
         await self.store.close(key)
+        for source in _SOURCES.values():  # the attempt is closed: nobody takes turns on it
+            turn = self._turns.get((key, source))
+            if turn is not None and not turn.locked() and not turn.statistics().tasks_waiting:
+                del self._turns[(key, source)]
 
     async def settle(self, job_name: str) -> None:
         """Return once every pod of ``job_name`` had its final fetch (or the time is up).
@@ -190,6 +182,15 @@ class LogPipeline:
             log.warning(
                 "logs of %s: followers still running after %ss", job_name, self.finish_timeout
             )
+        self._settled(job_name)
+
+    def _settled(self, job_name: str) -> None:
+        """The Job's pods had their final fetch: forget their followers, follow no more."""
+        if job_name in self.informer.jobs:
+            self._complete.add(job_name)
+        for pod in [name for name, f in self.follows.items() if f.job == job_name]:
+            if self.follows[pod].done.is_set():
+                del self.follows[pod]
 
     async def _catch_up(self, job_name: str) -> None:
         """Follow every pod the Job has had, even those the pod watch has not shown yet.
@@ -199,19 +200,17 @@ class LogPipeline:
         Kubernetes for the Job's pods here means no pod's log is skipped for that; it is
         not asked when a follower exists for every pod the Job counts as ended.
         """
-        info = self.jobs.get(job_name)
+        info = _job_info(self.informer.job(job_name))
         followed = sum(1 for follow in self.follows.values() if follow.job == job_name)
         if info is not None and 0 < info.ended_pods <= followed:
             return
         try:
-            pods, _ = await self.kube.list("pods", label_selector=f"{_JOB_NAME_LABEL}={job_name}")
+            pods = await self.informer.list_pods_of(job_name)
         except KubeError as exc:
             log.warning("logs of %s: cannot list its pods (%s)", job_name, exc)
             return
         for pod in pods:
-            name = pod["metadata"]["name"]
-            if name not in self.follows:
-                self.pods.setdefault(name, pod)
+            if pod["metadata"]["name"] not in self.follows:
                 self._consider(pod)
 
     async def _summarize(self, key: LogKey, reason: str, message: str) -> None:
@@ -229,9 +228,24 @@ class LogPipeline:
         await self.store.append(key, records)
 
 
-def _job_of(pod: Obj) -> str:
-    labels = (pod.get("metadata") or {}).get("labels") or {}
-    return str(labels.get("batch.kubernetes.io/job-name") or labels.get("job-name") or "")
+def _job_info(job: Obj | None) -> _JobInfo | None:
+    """Where the logs of a Job's pods go, or None for a Job that is not zwmd's."""
+    if job is None:
+        return None
+    meta = job["metadata"]
+    labels = meta.get("labels") or {}
+    notes = meta.get("annotations") or {}
+    source = _SOURCES.get(labels.get(naming.LABEL_KIND, ""))
+    workload_id = labels.get(naming.LABEL_WORKLOAD_ID)
+    if source is None or not workload_id:
+        return None
+    status = job.get("status") or {}
+    return _JobInfo(
+        LogKey(workload_id, int(notes.get(naming.ANN_ATTEMPT) or 1)),
+        source,
+        notes.get(naming.ANN_LOGS_FLUSHED) == "true",
+        int(status.get("succeeded") or 0) + int(status.get("failed") or 0),
+    )
 
 
 def _started_container(pod: Obj) -> str | None:

@@ -1,4 +1,4 @@
-"""Runner images: build workloads, shared builder Jobs, and who is told when they end.
+"""Runner images as workloads: shared builder Jobs, and who is told when they end.
 
 :class:`ImageBuilds` answers ``POST /v1/workloads/{id}/build``. A request is decided by
 :func:`zwmd.images.modes.decide`; in the build mode the image is looked up in the registry
@@ -7,8 +7,12 @@ and, when missing, built by one builder Job per full image name.
 
 Design notes:
 
-- A build workload is a :class:`~zwmd.engine.workload.Workload` of kind ``builder``, kept
-  in memory per workload id (the ZenML workload id, which its runner uses next). Its
+- The builder kind of the :class:`~zwmd.engine.reconciling.Reconciler`, keyed by the
+  builder Job's name; it reads Jobs and pods from the informer and has no loop, timer or
+  cache of its own.
+- A build workload is a :class:`~zwmd.engine.workload.Workload` of kind ``builder``, in
+  the one :class:`~zwmd.engine.registry.Registry` under its workload id (the ZenML
+  workload id, which its runner uses next: the run's entry replaces the build's). Its
   ``image`` stays empty until the image exists: the adapter returns as soon as it is set.
 - Identical requests share one :class:`_Build` (per full image name) from the first
   moment: a request that arrives while the first one is still asking the registry
@@ -30,18 +34,21 @@ from __future__ import annotations
 
 import logging
 import time
-from collections import OrderedDict
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 import anyio
 
+from zwmd.engine.attempts import next_attempt
 from zwmd.engine.buildlogs import BuildLogs
-from zwmd.engine.kubereading import parse_time, true_conditions
+from zwmd.engine.kubereading import job_failed, parse_time
 from zwmd.engine.pullsecrets import PullSecrets
-from zwmd.engine.reactor import Reactor
 from zwmd.engine.reasons import Observation, observe
+from zwmd.engine.reconciling import EngineListener, EngineTiming, Reconciler
+from zwmd.engine.registry import Entry, Registry
+from zwmd.engine.runners import SpecConflict
 from zwmd.engine.states import Reason, State
 from zwmd.engine.workload import Workload
 from zwmd.images.builder import (
@@ -57,7 +64,8 @@ from zwmd.images.credentials import CredentialSource
 from zwmd.images.modes import ImageConfig, decide
 from zwmd.images.registry import ImageRef, RegistryAuthError
 from zwmd.kube import naming
-from zwmd.kube.client import KubeError, Obj
+from zwmd.kube.client import KubeClient, KubeError, Obj
+from zwmd.kube.informer import Change, Informer
 from zwmd.kube.jobs import PodPolicy
 from zwmd.logs.pipeline import LogPipeline
 from zwmd.logs.store import LogStore
@@ -68,16 +76,7 @@ __all__ = ["ImageBuilds"]
 
 log = logging.getLogger(__name__)
 
-TAIL_LINES = 20
-MAX_RECORDS = 10_000
 _CREATE_TRIES = 10
-
-
-@dataclass
-class _Record:
-    workload: Workload
-    target: str = ""  # the full image being built ("" when decided at once)
-    finished: anyio.Event = field(default_factory=anyio.Event)
 
 
 @dataclass
@@ -86,62 +85,62 @@ class _Build:
     job_name: str
     owner: str  # the workload id on the Job: its log holds the builder's
     started: float = field(default_factory=time.monotonic)
-    waiters: dict[str, _Record] = field(default_factory=dict)
+    waiters: dict[str, Entry] = field(default_factory=dict)
     created: bool = False
     done: bool = False
-    kicked: bool = False
-    working: bool = False
     first_seen: dict[str, datetime] = field(default_factory=dict)
 
 
 class ImageBuilds:
-    """Build workloads of one daemon, and a subscriber of the reactor's watches."""
+    """The build workloads of one daemon: the builder kind of its reconciler."""
+
+    name = naming.KIND_BUILDER
 
     def __init__(
         self,
-        reactor: Reactor,
+        kube: KubeClient,
+        informer: Informer,
+        registry: Registry,
+        reconciler: Reconciler,
+        listener: EngineListener,
         config: ImageConfig,
         policy: PodPolicy,
         store: LogStore,
         metrics: Metrics,
         *,
+        timing: EngineTiming,
         pipeline: LogPipeline | None = None,
         ttl_seconds_after_finished: int | None = None,
         credentials: CredentialSource | None = None,
     ) -> None:
-        self.reactor = reactor
-        self.kube = reactor.kube
+        self.kube = kube
+        self.informer = informer
+        self.registry = registry
+        self.reconciler = reconciler
+        self.listener = listener
+        self.timing = timing
         self.config = config
         self.policy = policy
         self.store = store
         self.metrics = metrics
         self.pipeline = pipeline
         self.logs = BuildLogs(
-            reactor.kube, store, pipeline, ttl_seconds_after_finished=ttl_seconds_after_finished
+            kube, informer, store, pipeline, ttl_seconds_after_finished=ttl_seconds_after_finished
         )
         self.credentials = credentials or CredentialSource(
             config_path=config.registry_config,
             secret_name=config.registry_secret,
-            kube=reactor.kube,
+            kube=kube,
             hook=self._credentials_hook if config.plugins is not None else None,
         )
-        self.records: OrderedDict[str, _Record] = OrderedDict()  # workload id -> latest
         self.builds: dict[str, _Build] = {}  # full image -> the build in flight
         self.by_job: dict[str, _Build] = {}  # builder Job name -> its build
-        self.pulls = PullSecrets(reactor.kube, self.credentials, local=config.local)
+        self.pulls = PullSecrets(kube, self.credentials, local=config.local)
+
+    def _now(self) -> datetime:
+        return self.reconciler.clock()
 
     # ------------------------------------------------------------------ the API
-
-    def resolve(self, workload_id: str) -> _Record | None:
-        return self.records.get(workload_id)
-
-    def workloads(self) -> list[Workload]:
-        return [record.workload for record in self.records.values()]
-
-    async def wait(self, record: _Record, timeout: float) -> Workload:
-        with anyio.move_on_after(timeout):
-            await record.finished.wait()
-        return record.workload
 
     async def request(
         self,
@@ -154,11 +153,18 @@ class ImageBuilds:
     ) -> Workload:
         """Answer one build request: the workload, terminal when no build was needed."""
         decision = decide(self.config, image_name, reuse_images or {})
-        current = self.records.get(workload_id)
-        if current and not current.workload.is_terminal and current.target == decision.build:
-            return current.workload
-        attempt = await self._attempt(workload_id)
-        now = self.reactor.clock()
+        current = self.registry.get(workload_id)
+        if current is not None and not current.workload.is_terminal:
+            if current.kind == naming.KIND_RUNNER:
+                raise SpecConflict(
+                    f"workload {workload_id} is {current.workload.state}: its runner is "
+                    "active; cancel it first or use another id"
+                )
+            if current.target == decision.build:
+                return current.workload
+        known = current.workload if current is not None else self.registry.recent(workload_id)
+        attempt = await next_attempt(self.store, workload_id, known)
+        now = self._now()
         if decision.build is None:
             record = self._new_record(workload_id, attempt, now)
             if decision.failure:
@@ -198,12 +204,16 @@ class ImageBuilds:
             )
         return record.workload
 
-    async def cancel(self, record: _Record) -> None:
+    async def cancel(self, record: Entry) -> None:
         workload = record.workload
         if workload.is_terminal:
             return
-        self._finish(record, State.CANCELLED, Reason.CANCELLED, Reason.CANCELLED.message())
         build = self.builds.get(record.target)
+        if build is not None:
+            remaining = [r for wid, r in build.waiters.items() if wid != workload.id]
+            if build.created and not any(not r.workload.is_terminal for r in remaining):
+                await self.kube.delete("jobs", build.job_name, propagation="Background")
+        self._finish(record, State.CANCELLED, Reason.CANCELLED, Reason.CANCELLED.message())
         if build is None:
             return
         build.waiters.pop(workload.id, None)
@@ -211,7 +221,6 @@ class ImageBuilds:
             build.done = True
             self.builds.pop(build.image, None)
             self.by_job.pop(build.job_name, None)
-            await self.kube.delete("jobs", build.job_name, propagation="Background")
 
     async def pull_secrets(self, image: str) -> list[str]:
         """The ``imagePullSecrets`` a runner of ``image`` needs (created or refreshed)."""
@@ -219,16 +228,7 @@ class ImageBuilds:
 
     # ------------------------------------------------------------------ requests
 
-    async def _attempt(self, workload_id: str) -> int:
-        """The attempt the next runner of this id gets (its log key is shared)."""
-        tracked = self.reactor.tracked.get(workload_id)
-        if tracked is not None:
-            return tracked.workload.attempt + (1 if tracked.workload.is_terminal else 0)
-        return max(await self.store.attempts(workload_id), default=1)
-
-    def _new_record(
-        self, workload_id: str, attempt: int, now: datetime, target: str = ""
-    ) -> _Record:
+    def _new_record(self, workload_id: str, attempt: int, now: datetime, target: str = "") -> Entry:
         workload = Workload(
             id=workload_id,
             kind=naming.KIND_BUILDER,
@@ -239,21 +239,18 @@ class ImageBuilds:
         )
         if not target:
             workload.job_name = ""  # decided at once: no Job
-        record = _Record(workload, target)
-        self.records[workload.id] = record
-        self.records.move_to_end(workload.id)
+        record = self.registry.put(Entry(workload, target=target))
         self.metrics.transition(None, State.BUILDING.value)
-        while len(self.records) > MAX_RECORDS:
-            self.records.popitem(last=False)
         return record
 
-    def _finish(self, record: _Record, state: State, reason: Reason | None, message: str) -> None:
-        now = self.reactor.clock()
+    def _finish(self, record: Entry, state: State, reason: Reason | None, message: str) -> None:
+        now = self._now()
         observation = Observation(state=state, message=message, reason=reason, finished_at=now)
         transition = record.workload.apply(observation, now)
         if transition is not None:
-            self.reactor.listener.transitioned(record.workload, transition)
+            self.listener.transitioned(record.workload, transition)
         record.finished.set()
+        self.registry.evict(record)  # its notes are written by whoever holds it
 
     async def _exists(self, image: str) -> bool | None:
         hook = getattr(self.config.plugins, "hook", None)
@@ -284,13 +281,13 @@ class ImageBuilds:
         )
         return answer if isinstance(answer, dict) else None
 
-    async def _attach(self, build: _Build, record: _Record) -> None:
+    async def _attach(self, build: _Build, record: Entry) -> None:
         build.waiters[record.workload.id] = record
         record.workload.job_name = build.job_name
         if build.created:
             await self._write_waiters(build, [record])
 
-    async def _write_waiters(self, build: _Build, records: list[_Record]) -> None:
+    async def _write_waiters(self, build: _Build, records: list[Entry]) -> None:
         notes = {waiter_annotation(r.workload.id): str(r.workload.attempt) for r in records}
         if notes:
             await self.kube.patch("jobs", build.job_name, {"metadata": {"annotations": notes}})
@@ -343,18 +340,10 @@ class ImageBuilds:
             raise KubeError(409, "AlreadyExists", f"{build.job_name} is still being deleted")
         build.created = True
         self.by_job[build.job_name] = build
-        self.reactor.jobs.setdefault(build.job_name, created)
+        self.informer.remember("jobs", created)
         auths = await self.credentials.auths(registry)
-        for resource, obj in (
-            ("configmaps", context_configmap(created, plan)),
-            ("secrets", push_secret(created, plan, auths)),
-        ):
-            try:
-                await self.kube.create(resource, obj)
-            except KubeError as exc:
-                if exc.code != 409:
-                    raise
-                await self.kube.patch(resource, obj["metadata"]["name"], {"data": obj["data"]})
+        await self.kube.create_or_replace("configmaps", context_configmap(created, plan))
+        await self.kube.create_or_replace("secrets", push_secret(created, plan, auths))
         late = [r for wid, r in build.waiters.items() if wid != owner.id]
         await self._write_waiters(build, late)
         await self.kube.patch("jobs", build.job_name, {"spec": {"suspend": False}})
@@ -368,8 +357,7 @@ class ImageBuilds:
             if exc.code == 404:
                 return None
             raise
-        failed = {"Failed", "FailureTarget"} & set(true_conditions(job))
-        if job["metadata"].get("deletionTimestamp") or failed:
+        if job["metadata"].get("deletionTimestamp") or job_failed(job):
             await self.kube.delete("jobs", name, propagation="Background")
             return None
         return job
@@ -379,27 +367,21 @@ class ImageBuilds:
         build.owner = str(labels.get(naming.LABEL_WORKLOAD_ID) or build.owner)
         build.created = True
         self.by_job[build.job_name] = build
-        self.reactor.jobs.setdefault(build.job_name, job)
+        self.informer.remember("jobs", job)
 
-    # ------------------------------------------------------------------ watching
+    # ------------------------------------------------------------------ the reconciler's kind
 
-    async def on_listed(self, resource: str, items: list[Obj]) -> None:
+    def keys_listed(self, resource: str) -> Iterable[str]:
         if resource == "jobs":
-            for job in items:
+            for job in self.informer.jobs.values():
                 self._readopt(job)
-        for build in list(self.by_job.values()):
-            self._kick(build)
+        return list(self.by_job)
 
-    async def on_event(self, resource: str, event_type: str, obj: Obj) -> None:
-        meta = obj.get("metadata") or {}
-        if resource == "jobs":
-            name = meta.get("name", "")
-        else:
-            labels = meta.get("labels") or {}
-            name = labels.get("batch.kubernetes.io/job-name") or labels.get("job-name") or ""
-        build = self.by_job.get(name)
-        if build is not None:
-            self._kick(build)
+    def keys_changed(self, change: Change) -> Iterable[str]:
+        return (change.job_name,) if change.job_name in self.by_job else ()
+
+    async def after_work(self) -> None:
+        pass  # builds are never queued
 
     def _readopt(self, job: Obj) -> None:
         """After a restart: the build workloads written on a builder Job we do not know."""
@@ -410,14 +392,14 @@ class ImageBuilds:
             return
         image = (meta.get("annotations") or {}).get(naming.ANN_IMAGE, "")
         waiters = waiters_of(job)
-        if not image or all(wid in self.records for wid in waiters):
+        if not image or all(wid in self.registry for wid in waiters):
             return
         state = (meta.get("annotations") or {}).get(naming.ANN_STATE, "")
-        submitted = parse_time(meta.get("creationTimestamp")) or self.reactor.clock()
+        submitted = parse_time(meta.get("creationTimestamp")) or self._now()
         build = _Build(image, name, owner=str(labels.get(naming.LABEL_WORKLOAD_ID) or ""))
         build.created = True
         for wid, attempt in waiters.items():
-            if wid in self.records:
+            if wid in self.registry:
                 continue
             record = self._new_record(wid, attempt, submitted, target=image)
             build.waiters[wid] = record
@@ -431,48 +413,32 @@ class ImageBuilds:
         self.builds.setdefault(image, build)
 
     def _kick(self, build: _Build) -> None:
-        if build.done:
-            return
-        if build.working:
-            build.kicked = True
-            return
-        build.working = True
-        self.reactor.spawn(lambda: self._work(build))
+        if not build.done:
+            self.reconciler.kick(self.name, build.job_name)
 
-    async def _work(self, build: _Build) -> None:
-        try:
-            while True:
-                build.kicked = False
-                try:
-                    await self._reconcile(build)
-                except KubeError as exc:
-                    log.warning("build of %s: %s (retrying on the next event)", build.image, exc)
-                if not build.kicked or build.done:
-                    break
-        finally:
-            build.working = False
-
-    async def _reconcile(self, build: _Build) -> None:
-        job = self.reactor.jobs.get(build.job_name)
+    async def reconcile(self, key: str) -> None:
+        build = self.by_job.get(key)
+        if build is None or build.done:
+            return
+        job = self.informer.job(build.job_name)
         if job is None:
-            if build.created and "jobs" in self.reactor.listed:
+            if build.created and "jobs" in self.informer.listed:
                 message = Reason.JOB_LOST.message(job_name=build.job_name)
                 await self._resolve(build, Reason.JOB_LOST, message)
             return
-        now = self.reactor.clock()
-        pods = list(self.reactor.pods.get(build.job_name, {}).values())
+        now = self._now()
+        pods = self.informer.pods_of(build.job_name)
         obs = observe(
             job,
             pods,
             [],
             now,
-            image_pull_grace=self.reactor.timing.image_pull_grace,
-            unschedulable_deadline=self.reactor.timing.unschedulable_deadline,
+            image_pull_grace=self.timing.image_pull_grace,
+            unschedulable_deadline=self.timing.unschedulable_deadline,
             first_seen=build.first_seen,
         )
         build.first_seen = dict(obs.first_seen)
-        if obs.recheck_at is not None:
-            self._recheck(build, (obs.recheck_at - now).total_seconds())
+        self.reconciler.recheck(self.name, build.job_name, obs.recheck_at)
         if obs.state is State.SUCCEEDED:
             await self._resolve(build, None, f"Built and pushed {build.image}.")
         elif obs.state is State.FAILED:
@@ -482,13 +448,6 @@ class ImageBuilds:
                 if not record.workload.is_terminal:
                     observation = Observation(State.BUILDING, obs.message, obs.reason)
                     record.workload.apply(observation, now)
-
-    def _recheck(self, build: _Build, delay: float) -> None:
-        async def later() -> None:
-            await anyio.sleep(max(0.0, delay))
-            self._kick(build)
-
-        self.reactor.spawn(later)
 
     async def _failed(self, build: _Build, job: Obj, pods: list[Obj], obs: Observation) -> None:
         tail = await self.logs.tail(build.job_name, pods)
@@ -501,7 +460,7 @@ class ImageBuilds:
             message = Reason.BUILD_FAILED.message(detail=obs.message)
         if tail:
             message += "\nLast lines of the builder log:\n" + "\n".join(tail)
-        if not ({"Failed", "FailureTarget"} & set(true_conditions(job))):
+        if not job_failed(job):
             # failed by a zwmd rule (image pull, unschedulable): stop the Job, a retry starts anew
             await self.kube.delete("jobs", build.job_name, propagation="Background")
         await self._resolve(build, reason, message, tail=tail)
@@ -531,12 +490,12 @@ class ImageBuilds:
             else:
                 self._finish(record, State.FAILED, reason, message)
         if build.created or reason is not None:
-            self.reactor.spawn(lambda: self._after(build, waiting, reason, message, tail or []))
+            self.reconciler.spawn(lambda: self._after(build, waiting, reason, message, tail or []))
 
     async def _after(
         self,
         build: _Build,
-        records: list[_Record],
+        records: list[Entry],
         reason: Reason | None,
         message: str,
         tail: list[str],

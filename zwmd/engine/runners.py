@@ -1,0 +1,389 @@
+"""Runner workloads: a run request becomes a suspended Job, followed to its end.
+
+The runner kind of the :class:`~zwmd.engine.reconciling.Reconciler`, keyed by workload
+id. Design notes:
+
+- **Submission** is idempotent by construction: the Job's name comes from the workload
+  id and attempt, so a retried create answers 409 and is *adopted* when its spec hash
+  matches, refused when it does not. A request under the id of an active workload with
+  the same spec returns that workload; with another spec it is a conflict. Under the id
+  of a finished workload it starts the next attempt (:mod:`zwmd.engine.attempts`).
+  Writes: Job (suspended), then its environment Secret (owned by the Job), then
+  admission: no pod starts before its Secret exists.
+- **Reconciling** one workload: :func:`~zwmd.engine.reasons.observe` the informer's Job
+  and pods (and, for a started Job with no pod, its Events), let
+  :meth:`Workload.apply` decide whether the state moves, and record the new state in
+  the Job's annotations. Kubernetes is the database. A Job that the informer lost after
+  a list (and that is not being created or cancelled) is ``failed``/``JobLost``.
+- **Finishing**: once terminal, the log pipeline completes the attempt's log
+  (:meth:`EngineListener.finished`), then the Job gets ``zwmd.io/logs-flushed`` and its
+  ``ttlSecondsAfterFinished``, and the entry is evicted from the registry.
+- **Admission** (:meth:`Runners.after_work`): the queued workloads that the
+  :class:`~zwmd.engine.queueing.AdmissionQueue` names are un-suspended, one lock for all.
+  A failed patch leaves the record as it was: the workload is retried, never shown
+  ``starting`` with a suspended Job.
+- **Adoption** after a restart: every listed runner Job that is not finished-and-flushed
+  gets an entry; finished and flushed ones only teach the registry their aliases.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+
+import anyio
+
+from zwmd.engine.kubereading import job_failed, job_finished, parse_time
+from zwmd.engine.reasons import observe
+from zwmd.engine.reconciling import EngineListener, EngineTiming, Reconciler
+from zwmd.engine.registry import Entry, Registry
+from zwmd.engine.states import State
+from zwmd.engine.workload import (
+    RecordError,
+    Transition,
+    Workload,
+    aliases_from_arguments,
+    spec_hash,
+)
+from zwmd.kube import naming
+from zwmd.kube.client import KubeClient, KubeError, Obj
+from zwmd.kube.informer import Change, Informer
+from zwmd.kube.jobs import PodPolicy, environment_secret, runner_job
+
+log = logging.getLogger(__name__)
+
+__all__ = ["RunSpec", "Runners", "SpecConflict", "attempt_job_name"]
+
+
+class SpecConflict(Exception):
+    """A different request is already active under this workload id."""
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    image: str
+    command: Sequence[str] = ()
+    arguments: Sequence[str] = ()
+    environment: Mapping[str, str] = field(default_factory=dict)
+    timeout_seconds: int = 0
+
+    def digest(self) -> str:
+        return spec_hash(
+            self.image, self.command, self.arguments, self.environment, self.timeout_seconds
+        )
+
+
+def attempt_job_name(workload_id: str, attempt: int) -> str:
+    base = naming.job_name(workload_id)
+    return base if attempt <= 1 else f"{base}-{attempt}"
+
+
+class Runners:
+    """The runner workloads of one namespace."""
+
+    name = naming.KIND_RUNNER
+
+    def __init__(
+        self,
+        kube: KubeClient,
+        informer: Informer,
+        registry: Registry,
+        reconciler: Reconciler,
+        listener: EngineListener,
+        *,
+        max_active: int,
+        ttl_seconds_after_finished: int | None,
+        timing: EngineTiming,
+    ) -> None:
+        self.kube = kube
+        self.informer = informer
+        self.registry = registry
+        self.reconciler = reconciler
+        self.listener = listener
+        self.max_active = max_active
+        self.ttl_seconds_after_finished = ttl_seconds_after_finished
+        self.timing = timing
+        self._admission = anyio.Lock()
+
+    def _now(self) -> datetime:
+        return self.reconciler.clock()
+
+    # -- commands ------------------------------------------------------------------------
+
+    async def submit(
+        self, policy: PodPolicy, workload_id: str, spec: RunSpec, *, attempt: int
+    ) -> tuple[Workload, bool]:
+        """Create (or find) the runner workload; returns it and whether it is new."""
+        digest = spec.digest()
+        current = self.registry.get(workload_id)
+        if current is not None and current.kind == self.name and not current.workload.is_terminal:
+            if current.workload.spec_hash == digest:
+                return current.workload, False
+            raise SpecConflict(
+                f"workload {workload_id} is {current.workload.state} with another spec; "
+                "cancel it first or use another id"
+            )
+        workload = Workload(
+            id=workload_id,
+            state=State.QUEUED,
+            image=spec.image,
+            submitted_at=self._now(),
+            aliases=aliases_from_arguments(spec.arguments),
+            spec_hash=digest,
+            attempt=attempt,
+        )
+        workload.job_name = attempt_job_name(workload_id, workload.attempt)
+        entry = self.registry.put(Entry(workload, creating=True))
+        try:
+            created = await self._create(entry, policy, spec, digest)
+            secret = environment_secret(created, spec.environment)
+            await self.kube.create_or_replace("secrets", secret)
+            self.informer.remember("jobs", created)
+        except BaseException:
+            self.registry.discard(entry, restore=current)
+            raise
+        finally:
+            entry.creating = False
+        await self.after_work()
+        return entry.workload, True
+
+    async def _create(self, entry: Entry, policy: PodPolicy, spec: RunSpec, digest: str) -> Obj:
+        workload = entry.workload
+        job = runner_job(
+            name=workload.job_name,
+            workload_id=workload.id,
+            image=spec.image,
+            command=spec.command,
+            arguments=spec.arguments,
+            timeout_seconds=spec.timeout_seconds,
+            annotations=workload.annotations(),
+            policy=policy,
+        )
+        try:
+            return await self.kube.create("jobs", job)
+        except KubeError as exc:
+            if exc.code != 409:
+                raise
+        existing = await self.kube.get("jobs", workload.job_name)
+        adopted = Workload.from_job(existing)
+        if adopted.spec_hash != digest:
+            raise SpecConflict(
+                f"Job {workload.job_name} exists with another spec for workload {workload.id}"
+            )
+        entry.workload = adopted
+        self.registry.put(entry)
+        return existing
+
+    async def cancel(self, entry: Entry) -> None:
+        """Delete the Job, then record the workload as cancelled (a failed delete changes
+        nothing)."""
+        workload = entry.workload
+        if workload.is_terminal:
+            return
+        entry.cancelling = True
+        try:
+            await self.kube.delete("jobs", workload.job_name, propagation="Background")
+        except KubeError as exc:
+            if exc.code != 404:
+                entry.cancelling = False
+                raise
+        transition = workload.cancel(self._now())
+        self.registry.note(workload)
+        if transition is not None:
+            self.listener.transitioned(workload, transition)
+        await self.after_work()
+        try:
+            await self._finalize(entry)
+        finally:
+            entry.finished.set()
+
+    # -- the reconciler's kind -----------------------------------------------------------
+
+    def keys_listed(self, resource: str) -> Iterable[str]:
+        if resource == "jobs":
+            for job in self.informer.jobs.values():
+                self._adopt(job)
+        return [entry.workload.id for entry in self.registry.entries() if entry.kind == self.name]
+
+    def keys_changed(self, change: Change) -> Iterable[str]:
+        labels = (change.obj.get("metadata") or {}).get("labels") or {}
+        if labels.get(naming.LABEL_KIND) != naming.KIND_RUNNER:
+            return ()
+        wid = labels.get(naming.LABEL_WORKLOAD_ID)
+        if change.resource == "jobs":
+            if change.deleted:
+                self._job_deleted(change.obj)
+            else:
+                self._adopt(change.obj)
+        return (wid,) if wid and wid in self.registry else ()
+
+    def _adopt(self, job: Obj) -> None:
+        """Track a Job's workload when the registry does not hold it (restart)."""
+        meta = job["metadata"]
+        labels = meta.get("labels") or {}
+        if labels.get(naming.LABEL_KIND) != naming.KIND_RUNNER:
+            return
+        known = self.registry.resolve(str(labels.get(naming.LABEL_WORKLOAD_ID, "")))
+        if known is not None and known.workload.job_name == meta.get("name"):
+            return  # the usual case on the watch path: nothing to parse
+        try:
+            workload = Workload.from_job(job)
+        except RecordError as exc:
+            log.warning("ignoring Job %s: %s", meta.get("name"), exc)
+            return
+        flushed = (meta.get("annotations") or {}).get(naming.ANN_LOGS_FLUSHED) == "true"
+        if workload.is_terminal and flushed:
+            self.registry.learn(workload)  # nothing left to do: only its aliases matter
+            return
+        if known is None or (known.kind == self.name and workload.attempt > known.workload.attempt):
+            self.registry.put(Entry(workload))
+
+    def _job_deleted(self, job: Obj) -> None:
+        try:
+            workload = Workload.from_job(job)
+        except RecordError:
+            return
+        self.registry.job_deleted(workload.id, workload.job_name, workload.aliases)
+
+    async def reconcile(self, key: str) -> None:
+        entry = self.registry.get(key)
+        if entry is None or entry.kind != self.name:
+            return
+        workload = entry.workload
+        if workload.is_terminal:
+            await self._finalize(entry)
+            return
+        job = self.informer.job(workload.job_name)
+        if job is None:
+            if entry.creating or entry.cancelling or "jobs" not in self.informer.listed:
+                return
+            await self._after(entry, workload.lost(self._now()), record=False)
+            return
+        pods = self.informer.pods_of(workload.job_name)
+        if _failed_pods_unseen(job, pods):
+            # The Job's verdict can come before the pod that explains it (two watches,
+            # or one resumed later): read this Job's pods now rather than record a vaguer
+            # reason for ever (BackoffLimitExceeded instead of OOMKilled or the exit code).
+            pods = await self.informer.list_pods_of(workload.job_name)
+        now = self._now()
+        events_again = None
+        if not pods and not (job.get("spec") or {}).get("suspend"):
+            events_again = await self._read_events(entry, job, now)
+        obs = observe(
+            job,
+            pods,
+            entry.events,
+            now,
+            image_pull_grace=self.timing.image_pull_grace,
+            unschedulable_deadline=self.timing.unschedulable_deadline,
+            first_seen=entry.first_seen,
+        )
+        entry.first_seen = dict(obs.first_seen)
+        again = min((t for t in (obs.recheck_at, events_again) if t is not None), default=None)
+        self.reconciler.recheck(self.name, key, again)
+        await self._after(entry, workload.apply(obs, now))
+
+    async def _read_events(self, entry: Entry, job: Obj, now: datetime) -> datetime | None:
+        """Read Events of a started Job that has no pod yet (e.g. FailedCreate).
+
+        Returns when to look again: Events are not watched, so nothing else would tell
+        the workload that one has appeared.
+        """
+        again = now + timedelta(seconds=self.timing.events_poll_after)
+        started = parse_time((job.get("status") or {}).get("startTime"))
+        if started is None or (now - started).total_seconds() < self.timing.events_poll_after:
+            return again
+        uid = job["metadata"].get("uid")
+        items, _ = await self.kube.list("events")
+        entry.events = [e for e in items if (e.get("involvedObject") or {}).get("uid") == uid]
+        return None if entry.events else again
+
+    async def _after(
+        self, entry: Entry, transition: Transition | None, *, record: bool = True
+    ) -> None:
+        """Record a transition that happened (if any) and tell the listener."""
+        workload = entry.workload
+        if transition is None:
+            return
+        if record and transition.state_changed:  # a new message alone stays in memory
+            patch: Obj = {"metadata": {"annotations": workload.annotations()}}
+            job = self.informer.job(workload.job_name)
+            if workload.state.is_terminal and job is not None and not job_finished(job):
+                # The verdict is zwmd's own (ImagePullError, CrashLoopBackOff,
+                # Unschedulable, CreateFailed): end the Job too, or its pod would go on
+                # pulling, crashing or waiting for a node (and might still run the
+                # pipeline), and the TTL never applies to a Job that never finishes.
+                patch["spec"] = {"activeDeadlineSeconds": 1}
+            await self.kube.patch("jobs", workload.job_name, patch)
+        self.registry.note(workload)
+        self.listener.transitioned(workload, transition)
+        if workload.state.is_terminal:
+            try:
+                await self._finalize(entry)  # waiters see the end once the logs are complete
+            finally:
+                entry.finished.set()
+
+    async def _finalize(self, entry: Entry) -> None:
+        """Once terminal: let the logs flush, hand the Job to Kubernetes' TTL, evict."""
+        if entry.finalized:
+            return
+        entry.finalized = True
+        workload = entry.workload
+        await self.listener.finished(workload)
+        job = self.informer.job(workload.job_name)
+        if job is not None and not entry.cancelling and not _flushed(job):
+            patch: Obj = {"metadata": {"annotations": {naming.ANN_LOGS_FLUSHED: "true"}}}
+            if self.ttl_seconds_after_finished is not None:
+                patch["spec"] = {"ttlSecondsAfterFinished": self.ttl_seconds_after_finished}
+            try:
+                await self.kube.patch("jobs", workload.job_name, patch)
+            except KubeError as exc:
+                if exc.code != 404:
+                    entry.finalized = False
+                    raise
+        entry.finished.set()
+        self.registry.evict(entry)
+
+    async def after_work(self) -> None:
+        """Admission: un-suspend the queued Jobs that may start now, in order."""
+        async with self._admission:
+            for workload in self.registry.queue.next(self.max_active):
+                entry = self.registry.get(workload.id)
+                if entry is None or entry.workload is not workload or entry.creating:
+                    continue
+                if self.informer.job(workload.job_name) is None:
+                    continue
+                before = replace(workload)
+                transition = workload.admit(self._now())
+                if transition is None:
+                    continue
+                try:
+                    await self.kube.patch(
+                        "jobs",
+                        workload.job_name,
+                        {
+                            "metadata": {"annotations": workload.annotations()},
+                            "spec": {"suspend": False},
+                        },
+                    )
+                except BaseException:
+                    vars(workload).update(vars(before))  # still queued, as on the Job
+                    raise
+                self.registry.note(workload)
+                self.listener.transitioned(workload, transition)
+
+
+def _flushed(job: Obj) -> bool:
+    return ((job.get("metadata") or {}).get("annotations") or {}).get(
+        naming.ANN_LOGS_FLUSHED
+    ) == "true"
+
+
+def _failed_pods_unseen(job: Obj, pods: list[Obj]) -> bool:
+    """Whether the Job has failed and counts more failed pods than the cache holds."""
+    if not job_failed(job):
+        return False
+    seen = sum(1 for pod in pods if (pod.get("status") or {}).get("phase") == "Failed")
+    return seen < int((job.get("status") or {}).get("failed") or 0)
