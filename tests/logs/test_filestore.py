@@ -162,6 +162,34 @@ async def test_follow_from_another_process_polls_the_file(tmp_path: Path) -> Non
     assert [(r.message, r.attempt) for r in got] == [("line 0", 2), ("line 1", 2)]
 
 
+async def test_a_follower_skips_a_torn_batch_a_restarted_writer_truncates(
+    tmp_path: Path,
+) -> None:
+    reader = FileLogStore(tmp_path)
+    key = LogKey("wl-torn-follow", 1)
+    await FileLogStore(tmp_path).append(key, [runner(0)])
+    got: list[LogRecord] = []
+    with anyio.fail_after(5):
+        async with anyio.create_task_group() as tg:
+
+            async def follower() -> None:
+                got.extend(await collect(reader.follow("wl-torn-follow")))
+
+            tg.start_soon(follower)
+            await anyio.sleep(0.1)
+            # The writer crashes mid-batch; the follower polls the torn tail.
+            tear(
+                reader.path(key),
+                b'{"s":"runner","t":1795000000000001000,"l":20,"m":"torn 1"}\n'
+                b'{"s":"runner","t":17950000000000020',
+            )
+            await anyio.sleep(0.6)
+            restarted = FileLogStore(tmp_path)  # truncates the torn batch, writes anew
+            await restarted.append(key, [runner(i) for i in range(2, 6)])
+            await restarted.close(key)
+    assert [r.message for r in got] == ["line 0", "line 2", "line 3", "line 4", "line 5"]
+
+
 async def test_follow_waits_for_a_workload_with_no_logs_yet(tmp_path: Path) -> None:
     store = FileLogStore(tmp_path)
     got: list[LogRecord] = []
