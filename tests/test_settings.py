@@ -227,7 +227,7 @@ def test_daemon_variables_are_parsed(home: dict[str, str], tmp_path: Path) -> No
             "ZWMD_API_HOST": "::1",
             "ZWMD_API_PORT": "0",
             "ZWMD_METRICS_PORT": "9390",
-            "ZWMD_LOG_STORE": "pod",
+            "ZWMD_LOG_STORE": "memory",  # a plugin's store (see tests/example_plugin)
             "ZWMD_BUILDER_IMAGE": "registry.example/tools/kaniko:v1.25@sha256:" + "a" * 64,
             "ZWMD_BUILDER_ARGS": "--cache=true --snapshot-mode='redo'",
             "ZWMD_BUILDER_RESOURCES": '{"limits": {"memory": "2Gi", "cpu": 2}}',
@@ -244,7 +244,7 @@ def test_daemon_variables_are_parsed(home: dict[str, str], tmp_path: Path) -> No
     assert settings.api_host == "::1"
     assert settings.api_port == 0
     assert settings.metrics_port == 9390
-    assert settings.log_store == "pod"
+    assert settings.log_store == "memory"
     assert settings.builder_args == ("--cache=true", "--snapshot-mode=redo")
     assert settings.builder_resources_spec() == {"limits": {"memory": "2Gi", "cpu": "2"}}
     assert settings.registry_config == config

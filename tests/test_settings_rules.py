@@ -255,7 +255,11 @@ CASES: list[tuple[dict[str, str], str]] = [
     ({"ZWMD_METRICS_PORT": "http"}, 'ZWMD_METRICS_PORT: "http" is not a whole number (e.g. 9390)'),
     (
         {"ZWMD_LOG_STORE": "S3!"},
-        'ZWMD_LOG_STORE: "S3!" is not a log store name (file, pod, s3, gcs, ...) (e.g. file)',
+        'ZWMD_LOG_STORE: "S3!" is not a log store name (file, s3, gcs, ...) (e.g. file)',
+    ),
+    (
+        {"ZWMD_LOG_STORE": "pod"},
+        'ZWMD_LOG_STORE: "pod" is not a log store; logs go to file, s3, gcs, ... (e.g. file)',
     ),
     (
         {"ZWMD_BUILDER_IMAGE": "kaniko:"},
@@ -331,7 +335,7 @@ CASES: list[tuple[dict[str, str], str]] = [
     ),
     (
         {K + "ENABLE_EXTERNAL_LOGS": "true", "ZWMD_LOG_STORE": "pod"},
-        'ZWMD_LOG_STORE: "pod" keeps logs only in pods, which contradicts ZENML_KUBERNETES_WORKLOAD_MANAGER_ENABLE_EXTERNAL_LOGS=true (e.g. file)',
+        'ZWMD_LOG_STORE: "pod" is not a log store; logs go to file, s3, gcs, ... (e.g. file)',
     ),
     (
         {"ZWMD_API_HOST": "0.0.0.0"},

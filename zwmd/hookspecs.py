@@ -40,8 +40,7 @@ def zwmd_implementations() -> list[str]:  # type: ignore[empty-body]
 def zwmd_log_store(settings: Any, name: str) -> Any | Awaitable[Any] | None:
     """Return the log store called ``name``, or ``None`` when this plugin has none by that name.
 
-    firstresult: the first store returned wins. The builtin plugin provides ``file``
-    and ``pod``.
+    firstresult: the first store returned wins. The builtin plugin provides ``file``.
 
     :param settings: the daemon's validated :class:`zwmd.settings.Settings`.
     :param name: the store the configuration asks for.

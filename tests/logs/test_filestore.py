@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import anyio
@@ -32,6 +33,21 @@ def tear(path: Path, data: bytes) -> None:
 
 async def collect(it: AsyncIterator[LogRecord]) -> list[LogRecord]:
     return [r async for r in it]
+
+
+@asynccontextmanager
+async def followed(store: FileLogStore, workload_id: str) -> AsyncIterator[list[LogRecord]]:
+    """The records a follower of ``workload_id`` gets while the body runs, and until it
+    ends by itself (within 5 s in all)."""
+    got: list[LogRecord] = []
+    with anyio.fail_after(5):
+        async with anyio.create_task_group() as tg:
+
+            async def follower() -> None:
+                got.extend(await collect(store.follow(workload_id)))
+
+            tg.start_soon(follower)
+            yield got
 
 
 def test_file_store_satisfies_the_protocol(tmp_path: Path) -> None:
@@ -148,36 +164,43 @@ async def test_follow_from_another_process_polls_the_file(tmp_path: Path) -> Non
     writer, reader = FileLogStore(tmp_path), FileLogStore(tmp_path)
     key = LogKey("wl-xproc", 2)
     await writer.append(key, [runner(0, 2)])
-    got: list[LogRecord] = []
-    with anyio.fail_after(5):
-        async with anyio.create_task_group() as tg:
-
-            async def follower() -> None:
-                got.extend(await collect(reader.follow("wl-xproc")))
-
-            tg.start_soon(follower)
-            await anyio.sleep(0.1)
-            await writer.append(key, [runner(1, 2)])
-            await writer.close(key)
+    async with followed(reader, "wl-xproc") as got:
+        await anyio.sleep(0.1)
+        await writer.append(key, [runner(1, 2)])
+        await writer.close(key)
     assert [(r.message, r.attempt) for r in got] == [("line 0", 2), ("line 1", 2)]
+
+
+async def test_a_follower_skips_a_torn_batch_a_restarted_writer_truncates(
+    tmp_path: Path,
+) -> None:
+    reader = FileLogStore(tmp_path)
+    key = LogKey("wl-torn-follow", 1)
+    await FileLogStore(tmp_path).append(key, [runner(0)])
+    async with followed(reader, "wl-torn-follow") as got:
+        await anyio.sleep(0.1)
+        # The writer crashes mid-batch; the follower polls the torn tail.
+        tear(
+            reader.path(key),
+            b'{"s":"runner","t":1795000000000001000,"l":20,"m":"torn 1"}\n'
+            b'{"s":"runner","t":17950000000000020',
+        )
+        await anyio.sleep(0.6)
+        restarted = FileLogStore(tmp_path)  # truncates the torn batch, writes anew
+        await restarted.append(key, [runner(i) for i in range(2, 6)])
+        await restarted.close(key)
+    assert [r.message for r in got] == ["line 0", "line 2", "line 3", "line 4", "line 5"]
 
 
 async def test_follow_waits_for_a_workload_with_no_logs_yet(tmp_path: Path) -> None:
     store = FileLogStore(tmp_path)
-    got: list[LogRecord] = []
-    with anyio.fail_after(5):
-        async with anyio.create_task_group() as tg:
-
-            async def follower() -> None:
-                got.extend(await collect(store.follow("wl-later")))
-
-            tg.start_soon(follower)
-            await anyio.sleep(0.05)
-            key = LogKey("wl-later", 1)
-            await store.append(
-                key, message_records("Starting pipeline run.", level=20, ts_ns=BASE, attempt=1)
-            )
-            await store.close(key)
+    async with followed(store, "wl-later") as got:
+        await anyio.sleep(0.05)
+        key = LogKey("wl-later", 1)
+        await store.append(
+            key, message_records("Starting pipeline run.", level=20, ts_ns=BASE, attempt=1)
+        )
+        await store.close(key)
     assert [r.message for r in got] == ["Starting pipeline run."]
 
 

@@ -1,16 +1,9 @@
-"""The builtin ``file`` log store: one append-only NDJSON file per workload attempt.
+"""The builtin ``file`` log store: one append-only file of batches per workload attempt.
 
 Responsibility: :class:`FileLogStore`, the default :class:`~zwmd.logs.store.LogStore`,
-keeping logs under ``<state_dir>/logs/<workload id>/<attempt>.jsonl``.
-
-File format (UTF-8, one JSON object per ``\\n``-terminated line; a message is a JSON
-string, so it never holds a raw newline):
-
-- a record: ``{"s":"runner","t":1795835045123456789,"l":20,"m":"text"}`` -- source,
-  time in UTC nanoseconds, ``logging`` level, message. The attempt is the file's.
-- a commit: ``{"c":{"n":3,"k":[["runner",last_ts,since,count_since,records]],"x":false}}``
-  -- written after every batch: the checkpoint covering everything before it
-  (:class:`~zwmd.logs.store.Checkpoint`) and whether the key is closed.
+keeping logs under ``<state_dir>/logs/<workload id>/<attempt>.jsonl`` in the batch
+format of :mod:`zwmd.logs.batches` (records, each batch ended by a commit line with the
+cumulative checkpoint and whether the key is closed).
 
 Crash safety: an ``append`` writes its records and the commit line in one ``pwrite``
 at the end of the committed data, then ``fdatasync`` s once (one sync per call, so a
@@ -21,76 +14,45 @@ to the last complete commit line and truncates anything after it (a torn batch, 
 zeros a crash can leave). The checkpoint therefore lives in the file itself and can
 never disagree with the data. A new file's directory is synced once.
 
-Reading streams from disk in 1 MiB chunks in a worker thread; memory stays bounded by
-a chunk and one batch. A read orders records by time across sources with one cursor
-per source over the same file and a k-way merge (see :mod:`zwmd.logs.merging`). A
-follower then tails the file from where the read stopped; it is woken by the appending
-task at once, and polls the file every :data:`POLL_SECONDS` in case another process
-writes. One process (the daemon) writes a given store; any number may read.
+Reading streams from disk in 1 MiB chunks, read and decoded in a worker thread; memory
+stays bounded by a chunk and one batch. Reads and followers are those of
+:class:`~zwmd.logs.batchstore.BatchLogStore`: a follower tails the file from where the
+read stopped, woken by the appending task at once, and polls the file every
+:data:`POLL_SECONDS` in case another process writes. What a follower found after the
+last complete batch (a batch being written, or a torn one) it reads again on its next
+look, so a writer that recovered the file meanwhile cannot mix its bytes with the torn
+ones. One process (the daemon) writes a given store; any number may read.
 """
 
 from __future__ import annotations
 
-import functools
 import os
-from collections.abc import AsyncGenerator, AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
-from urllib.parse import quote, unquote
+from urllib.parse import unquote
 
 import anyio
 import anyio.to_thread
-import orjson
 
-from zwmd.logs.merging import merge_by_time
-from zwmd.logs.records import SOURCES, LogRecord, clean_text
-from zwmd.logs.store import Checkpoint, LogKey, SourceMark
+from zwmd.logs.batches import (
+    COMMIT_PREFIX,
+    SUFFIX,
+    Batch,
+    BatchDecoder,
+    decode_commit,
+    encode_batch,
+)
+from zwmd.logs.batchstore import BatchLogStore
+from zwmd.logs.records import LogRecord
+from zwmd.logs.store import Checkpoint, LogKey
 
 __all__ = ["POLL_SECONDS", "FileLogStore"]
 
 #: How often a follower looks at the file when no in-process append woke it.
 POLL_SECONDS: Final = 0.25
 _CHUNK: Final = 1 << 20
-_COMMIT: Final = b'{"c":'
-_SUFFIX: Final = ".jsonl"
-
-
-def _source_rank(source: str) -> tuple[int, str]:
-    return (SOURCES.index(source), "") if source in SOURCES else (len(SOURCES), source)
-
-
-def encode_batch(records: Sequence[LogRecord], checkpoint: Checkpoint) -> bytes:
-    """The bytes of one batch: a line per record, then the commit line."""
-    dumps = orjson.dumps
-    parts: list[bytes] = []
-    for r in records:
-        try:
-            message = dumps(r.message)
-        except orjson.JSONEncodeError:  # lone surrogates from a caller's str
-            message = dumps(clean_text(r.message))
-        source = _source_json(r.source)
-        parts.append(b'{"s":%b,"t":%d,"l":%d,"m":%b}' % (source, r.ts_ns, r.level, message))
-    parts.append(_commit_line(checkpoint))
-    parts.append(b"")
-    return b"\n".join(parts)
-
-
-@functools.lru_cache(maxsize=64)
-def _source_json(source: str) -> bytes:
-    return orjson.dumps(clean_text(source))
-
-
-def _commit_line(cp: Checkpoint) -> bytes:
-    marks = [[m.source, m.last_ts_ns, m.since_ns, m.count_since, m.records] for m in cp.marks]
-    return orjson.dumps({"c": {"n": cp.records, "k": marks, "x": cp.closed}})
-
-
-def parse_commit(line: bytes) -> Checkpoint:
-    """The checkpoint a commit line (see :func:`encode_batch`) records."""
-    body = orjson.loads(line)["c"]
-    marks = tuple(SourceMark(str(k[0]), *(int(v) for v in k[1:5])) for k in body["k"])
-    return Checkpoint(int(body["n"]), marks, bool(body["x"]))
 
 
 def _recover(path: Path) -> tuple[int, Checkpoint]:
@@ -110,13 +72,14 @@ def _recover(path: Path) -> tuple[int, Checkpoint]:
             pos = start
             search_end = len(buf)
             while good is None:
-                i = buf.rfind(b"\n" + _COMMIT, 0, search_end)
+                i = buf.rfind(b"\n" + COMMIT_PREFIX, 0, search_end)
                 if i < 0:
                     break
                 good = _try_commit(buf, i + 1, pos)
                 search_end = i
             if good is None and pos == 0:
-                good = _try_commit(buf, 0, 0) if buf.startswith(_COMMIT) else (0, Checkpoint())
+                if buf.startswith(COMMIT_PREFIX):
+                    good = _try_commit(buf, 0, 0)
                 if good is None:
                     good = (0, Checkpoint())
             block *= 2
@@ -130,91 +93,47 @@ def _try_commit(buf: bytes, start: int, base: int) -> tuple[int, Checkpoint] | N
     nl = buf.find(b"\n", start)
     if nl < 0:
         return None
-    try:
-        return base + nl + 1, parse_commit(buf[start:nl])
-    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, IndexError):
-        return None
+    checkpoint = decode_commit(buf[start:nl])
+    return None if checkpoint is None else (base + nl + 1, checkpoint)
 
 
 class _Cursor:
-    """Committed records of one file from an offset, optionally one source only.
+    """The complete batches of one file from a decoder's offset, up to ``end`` if given.
 
-    ``read_some`` is blocking (run it in a thread); it returns at least one record
-    unless it reached the end of the file (or ``end``), and never returns a record whose
-    batch is not committed.
+    ``read_some`` is blocking (run it in a thread); it returns at least one batch unless
+    it reached the end of the file (or ``end``), or a torn batch. What it read after the
+    last complete batch before that, it reads again next time: a writer that recovered
+    the file since (see :func:`_recover`) may have written other bytes there.
     """
 
-    def __init__(
-        self, path: Path, attempt: int, source: str | None, offset: int, end: int | None
-    ) -> None:
-        self.path, self.attempt, self.end = path, attempt, end
-        self.prefix = None if source is None else b'{"s":' + orjson.dumps(source) + b","
-        self.committed = offset
-        self.closed = False
-        self.at_end = False
-        self._scan = offset
-        self._partial = b""
-        self._pending: list[LogRecord] = []
+    def __init__(self, path: Path, decoder: BatchDecoder, end: int | None = None) -> None:
+        self.path, self.decoder, self.end = path, decoder, end
+        self._scan = decoder.end  # how far the file was read
+        self._stopped = False  # the last call reached the end or a torn batch
 
-    def read_some(self) -> list[LogRecord]:
-        out: list[LogRecord] = []
-        self.at_end = False
+    def read_some(self) -> list[Batch]:
+        out: list[Batch] = []
         try:
             f = open(self.path, "rb")  # noqa: SIM115
         except FileNotFoundError:
-            self.at_end = True
             return out
         with f:
-            if os.fstat(f.fileno()).st_size < self._scan:  # truncated by a recovering writer
-                self._scan, self._partial, self._pending = self.committed, b"", []
+            if self._stopped and self._scan != self.decoder.end:
+                self._scan = self.decoder.restart()
+            self._stopped = False
             f.seek(self._scan)
             while not out:
                 want = _CHUNK if self.end is None else min(_CHUNK, self.end - self._scan)
                 chunk = f.read(want) if want > 0 else b""
                 if not chunk:
-                    self.at_end = True
+                    self._stopped = True
                     break
                 self._scan += len(chunk)
-                self._parse(chunk, out)
+                out = self.decoder.feed(chunk)
+                if self.decoder.torn:
+                    self._stopped = True
+                    break
         return out
-
-    def _parse(self, chunk: bytes, out: list[LogRecord]) -> None:
-        data = self._partial + chunk
-        lines = data.split(b"\n")
-        self._partial = lines.pop()
-        end = self._scan - len(data)  # file offset of ``data``
-        prefix, pending, attempt, loads = self.prefix, self._pending, self.attempt, orjson.loads
-        for line in lines:
-            end += len(line) + 1
-            if line.startswith(_COMMIT):
-                out.extend(pending)
-                pending.clear()
-                self.committed = end
-                if b'"x":true' in line:
-                    self.closed = True
-            elif prefix is None or line.startswith(prefix):
-                try:
-                    d = loads(line)
-                    pending.append(LogRecord(d["t"], d["s"], d["l"], d["m"], attempt))
-                except (orjson.JSONDecodeError, KeyError, TypeError):
-                    continue  # a torn line can only sit after the last commit
-
-
-async def _batches(cursor: _Cursor) -> AsyncGenerator[list[LogRecord], None]:
-    """Every record a cursor has to give, a chunk at a time, read in a worker thread."""
-    while True:
-        records = await anyio.to_thread.run_sync(cursor.read_some)
-        if records:
-            yield records
-        if cursor.at_end:
-            return
-
-
-async def _drain(cursor: _Cursor) -> AsyncGenerator[LogRecord, None]:
-    """Every record a cursor has to give, one at a time."""
-    async for batch in _batches(cursor):
-        for record in batch:
-            yield record
 
 
 @dataclass(eq=False)
@@ -230,7 +149,28 @@ class _KeyState:
         self.changed = anyio.Event()
 
 
-class FileLogStore:
+class _FileReader:
+    """A read of one key's file (a :class:`~zwmd.logs.batchstore.KeyReader`)."""
+
+    def __init__(self, state: _KeyState, attempt: int) -> None:
+        self.state, self.attempt = state, attempt
+        self.checkpoint, self.end = state.checkpoint, state.size
+        self._tail = _Cursor(state.path, BatchDecoder(attempt, offset=self.end))
+
+    async def stored(self, source: str | None) -> AsyncGenerator[list[LogRecord], None]:
+        cursor = _Cursor(self.state.path, BatchDecoder(self.attempt, source=source), self.end)
+        while batches := await anyio.to_thread.run_sync(cursor.read_some):
+            for batch in batches:
+                yield batch.records
+
+    async def newer(self) -> list[Batch]:
+        return await anyio.to_thread.run_sync(self._tail.read_some)
+
+    def changed(self) -> anyio.Event:
+        return self.state.changed
+
+
+class FileLogStore(BatchLogStore[_KeyState]):
     """Log records in files under ``state_dir`` (see the module docstring for the format).
 
     :param state_dir: the daemon's state directory (``ZWMD_STATE_DIR``).
@@ -240,43 +180,24 @@ class FileLogStore:
     name = "file"
 
     def __init__(self, state_dir: Path, *, fsync: bool = True) -> None:
+        super().__init__(poll_seconds=POLL_SECONDS)
         self.root = Path(state_dir) / "logs"
         self.fsync = fsync
-        self._states: dict[LogKey, _KeyState] = {}
-        self._loading: dict[LogKey, anyio.Lock] = {}
-        self._any_change = anyio.Event()
 
     # -- paths ----------------------------------------------------------------------
 
     def _dir(self, workload_id: str) -> Path:
-        if not isinstance(workload_id, str) or not workload_id or len(workload_id) > 200:
-            raise ValueError(
-                f"workload_id: must be a string of 1-200 characters, got {workload_id!r}"
-            )
-        name = quote(workload_id, safe="")
-        if name in {".", ".."}:
-            raise ValueError(f"workload_id: {workload_id!r} is not allowed")
-        return self.root / name
+        return self.root / self._quoted_workload(workload_id)
 
     def path(self, key: LogKey) -> Path:
         """The file holding ``key``'s records."""
-        if isinstance(key.attempt, bool) or not isinstance(key.attempt, int) or key.attempt < 0:
-            raise ValueError(f"attempt: must be an integer >= 0, got {key.attempt!r}")
-        return self._dir(key.workload_id) / f"{key.attempt}{_SUFFIX}"
+        self._check_attempt(key.attempt)
+        return self._dir(key.workload_id) / f"{key.attempt}{SUFFIX}"
 
-    async def _state(self, key: LogKey) -> _KeyState:
-        state = self._states.get(key)
-        if state is not None:
-            return state
+    async def _open(self, key: LogKey) -> _KeyState:
         path = self.path(key)
-        lock = self._loading.setdefault(key, anyio.Lock())
-        async with lock:
-            state = self._states.get(key)
-            if state is None:
-                size, cp = await anyio.to_thread.run_sync(_recover, path)
-                state = self._states[key] = _KeyState(path, size, cp)
-        self._loading.pop(key, None)
-        return state
+        size, cp = await anyio.to_thread.run_sync(_recover, path)
+        return _KeyState(path, size, cp)
 
     # -- writing --------------------------------------------------------------------
 
@@ -323,8 +244,7 @@ class FileLogStore:
             state.checkpoint = new
             state.size += written
             state.notify()
-        self._any_change.set()
-        self._any_change = anyio.Event()
+        self._announce()
         return new
 
     async def append(self, key: LogKey, records: Sequence[LogRecord]) -> Checkpoint:
@@ -355,8 +275,8 @@ class FileLogStore:
                 return []
             found = []
             for n in names:
-                stem = n[: -len(_SUFFIX)]
-                if n.endswith(_SUFFIX) and stem.isdigit():
+                stem = n[: -len(SUFFIX)]
+                if n.endswith(SUFFIX) and stem.isdigit():
                     found.append(int(stem))
             return sorted(found)
 
@@ -373,77 +293,7 @@ class FileLogStore:
 
         return await anyio.to_thread.run_sync(scan)
 
-    # -- reading --------------------------------------------------------------------
+    # -- reading (the rest is BatchLogStore's) ----------------------------------------
 
-    async def read(
-        self, workload_id: str, *, attempt: int | None = None
-    ) -> AsyncIterator[LogRecord]:
-        """Every stored record of one attempt, or of each attempt in turn; time-ordered."""
-        wanted = [attempt] if attempt is not None else await self.attempts(workload_id)
-        for a in wanted:
-            key = LogKey(workload_id, a)
-            state = await self._state(key)
-            async for record in self._merged(key, state, state.size):
-                yield record
-
-    async def _merged(self, key: LogKey, state: _KeyState, end: int) -> AsyncIterator[LogRecord]:
-        """The records before ``end``, merged by time: one cursor per source."""
-        sources = sorted((m.source for m in state.checkpoint.marks), key=_source_rank)
-        if end == 0 or not sources:
-            return
-        if len(sources) == 1:
-            async for batch in _batches(_Cursor(state.path, key.attempt, None, 0, end)):
-                for record in batch:
-                    yield record
-            return
-        streams = [_drain(_Cursor(state.path, key.attempt, s, 0, end)) for s in sources]
-        try:
-            async for record in merge_by_time(streams):
-                yield record
-        finally:
-            for stream in streams:
-                await stream.aclose()
-
-    async def follow(
-        self, workload_id: str, *, attempt: int | None = None
-    ) -> AsyncIterator[LogRecord]:
-        """Read, then tail; see :meth:`zwmd.logs.store.LogStore.follow`."""
-        if attempt is not None:
-            async for record in self._follow_key(LogKey(workload_id, attempt)):
-                yield record
-            return
-        known = await self.attempts(workload_id)
-        while not known:  # nothing stored yet: wait for the first attempt
-            event = self._any_change
-            with anyio.move_on_after(POLL_SECONDS):
-                await event.wait()
-            known = await self.attempts(workload_id)
-        for a in known[:-1]:
-            async for record in self.read(workload_id, attempt=a):
-                yield record
-        current = known[-1]
-        while True:
-            async for record in self._follow_key(LogKey(workload_id, current)):
-                yield record
-            newer = [a for a in await self.attempts(workload_id) if a > current]
-            if not newer:
-                return
-            current = newer[0]
-
-    async def _follow_key(self, key: LogKey) -> AsyncIterator[LogRecord]:
-        state = await self._state(key)
-        start = state.size
-        async for record in self._merged(key, state, start):
-            yield record
-        cursor = _Cursor(state.path, key.attempt, None, start, None)
-        cursor.closed = state.checkpoint.closed and state.size == start
-        while True:
-            event = state.changed
-            records = await anyio.to_thread.run_sync(cursor.read_some)
-            for record in records:
-                yield record
-            if cursor.at_end:
-                if cursor.closed:
-                    return
-                with anyio.move_on_after(POLL_SECONDS):
-                    await event.wait()
+    async def _reader(self, key: LogKey, operation: str) -> _FileReader:
+        return _FileReader(await self._state(key), key.attempt)

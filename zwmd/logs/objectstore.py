@@ -6,10 +6,10 @@ backend; a third party adds another object store the same way.
 
 Object layout, under the configured prefix:
 ``<prefix>/<workload id, %-quoted>/<attempt>/<chunk number, 8 digits>.jsonl``. A chunk
-holds whole batches in the file store's line format (records, each batch ended by a
-commit line carrying the cumulative :class:`~zwmd.logs.store.Checkpoint`; see
-:mod:`zwmd.logs.filestore`), so the last commit line of the last chunk is the key's
-checkpoint: there is no separate manifest to keep in step with the data.
+holds whole batches in the format of :mod:`zwmd.logs.batches` (records, each batch
+ended by a commit line carrying the cumulative :class:`~zwmd.logs.store.Checkpoint`), so
+the last commit line of the last chunk is the key's checkpoint: there is no separate
+manifest to keep in step with the data.
 
 Design notes:
 
@@ -19,12 +19,11 @@ Design notes:
   times; the next batch starts a new chunk. So there is one request per append (what an
   object per append would cost), readers see few objects, every stored line is visible
   at once, and memory holds at most one open chunk per key being written.
-- A rewritten chunk only grows, so a follower tails it with ranged GETs from the offset
-  it has read, then looks for the next chunk; in-process appends wake it at once, other
-  writers are seen within :attr:`ObjectLogStore.poll_seconds`.
-- Reading orders records by time across sources with one cursor per source over the
-  same chunks and :func:`~zwmd.logs.merging.merge_by_time`: memory stays one chunk per
-  source. The end of a read is fixed when it starts (the open chunk's length then).
+- Reads and followers are those of :class:`~zwmd.logs.batchstore.BatchLogStore`; the
+  end of a read is fixed when it starts (the open chunk's length then), and memory stays
+  one chunk per source. A rewritten chunk only grows, so a follower tails it with ranged
+  GETs from the offset it has read, then looks for the next chunk; in-process appends
+  wake it at once, other writers are seen within :attr:`ObjectLogStore.poll_seconds`.
 - Outages: when a PUT fails (or takes longer than ``put_timeout``) the batch is written
   to a local spool file (same format, fsynced) and ``append`` returns: the batch is
   durable. While a key has spooled data, its new batches go to the spool too, so order
@@ -39,19 +38,24 @@ Design notes:
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
+from collections.abc import AsyncGenerator, Callable, Sequence
 from pathlib import Path
 from typing import Protocol, runtime_checkable
-from urllib.parse import quote
 
 import anyio
 import anyio.to_thread
 
-from zwmd.logs.chunkfiles import SUFFIX, parse_chunk, spooled_keys
-from zwmd.logs.filestore import encode_batch
-from zwmd.logs.merging import merge_by_time
-from zwmd.logs.records import SOURCES, LogRecord
-from zwmd.logs.spooling import KeyState, Outage, drop_replayed, next_upload, open_spool
+from zwmd.logs.batches import SUFFIX, Batch, decode_batches, encode_batch
+from zwmd.logs.batchstore import BatchLogStore
+from zwmd.logs.records import LogRecord
+from zwmd.logs.spooling import (
+    KeyState,
+    Outage,
+    drop_replayed,
+    next_upload,
+    open_spool,
+    spooled_keys,
+)
 from zwmd.logs.store import Checkpoint, LogKey
 
 __all__ = ["ObjectBackend", "ObjectLogStore"]
@@ -85,11 +89,7 @@ class ObjectBackend(Protocol):
         ...
 
 
-def _source_rank(source: str) -> tuple[int, str]:
-    return (SOURCES.index(source), "") if source in SOURCES else (len(SOURCES), source)
-
-
-class ObjectLogStore:
+class ObjectLogStore(BatchLogStore[KeyState]):
     """A :class:`~zwmd.logs.store.LogStore` on an :class:`ObjectBackend` (see module docs).
 
     :param backend: where the chunks go.
@@ -113,37 +113,27 @@ class ObjectLogStore:
         max_retry_seconds: float = 10.0,
         fsync: bool = True,
     ) -> None:
+        super().__init__(poll_seconds=poll_seconds)
         self.backend = backend
         self.name = name
         self.prefix = prefix.strip("/")
         self.spool_dir = Path(spool_dir)
         self.chunk_bytes = chunk_bytes
         self.chunk_puts = chunk_puts
-        self.poll_seconds = poll_seconds
         self.put_timeout = put_timeout
         self.retry_seconds = retry_seconds
         self.max_retry_seconds = max_retry_seconds
         self.fsync = fsync
-        self._states: dict[LogKey, KeyState] = {}
-        self._loading: dict[LogKey, anyio.Lock] = {}
-        self._any_change = anyio.Event()
         self._outage = Outage(retry_seconds, max_retry_seconds)
 
     # -- names ----------------------------------------------------------------------
 
     def _workload_prefix(self, workload_id: str) -> str:
-        if not isinstance(workload_id, str) or not workload_id or len(workload_id) > 200:
-            raise ValueError(
-                f"workload_id: must be a string of 1-200 characters, got {workload_id!r}"
-            )
-        name = quote(workload_id, safe="")
-        if name in {".", ".."}:
-            raise ValueError(f"workload_id: {workload_id!r} is not allowed")
+        name = self._quoted_workload(workload_id)
         return f"{self.prefix}/{name}/" if self.prefix else f"{name}/"
 
     def _key_prefix(self, key: LogKey) -> str:
-        if isinstance(key.attempt, bool) or not isinstance(key.attempt, int) or key.attempt < 0:
-            raise ValueError(f"attempt: must be an integer >= 0, got {key.attempt!r}")
+        self._check_attempt(key.attempt)
         return f"{self._workload_prefix(key.workload_id)}{key.attempt}/"
 
     def chunk_name(self, key: LogKey, seq: int) -> str:
@@ -152,25 +142,14 @@ class ObjectLogStore:
 
     def _spool_path(self, key: LogKey) -> Path:
         self._key_prefix(key)  # validates
-        return self.spool_dir / quote(key.workload_id, safe="") / f"{key.attempt}{SUFFIX}"
+        name = self._quoted_workload(key.workload_id)
+        return self.spool_dir / name / f"{key.attempt}{SUFFIX}"
 
     async def _chunks(self, key: LogKey) -> list[str]:
         prefix = self._key_prefix(key)
         return [n for n in await self.backend.list(prefix) if n.endswith(SUFFIX)]
 
     # -- state ----------------------------------------------------------------------
-
-    async def _state(self, key: LogKey) -> KeyState:
-        state = self._states.get(key)
-        if state is not None:
-            return state
-        lock = self._loading.setdefault(key, anyio.Lock())
-        async with lock:
-            state = self._states.get(key)
-            if state is None:
-                state = self._states[key] = await self._open(key)
-        self._loading.pop(key, None)
-        return state
 
     async def _open(self, key: LogKey) -> KeyState:
         """The key's local spool, then (when the bucket may answer) the remote's state."""
@@ -188,9 +167,9 @@ class ObjectLogStore:
         names = await self._chunks(key)
         if not names:
             return -1, b"", 0, Checkpoint()
-        seq = int(names[-1].rsplit("/", 1)[1][: -len(SUFFIX)])
+        seq = _chunk_number(names[-1])
         buffer = await self.backend.get(names[-1]) or b""
-        batches = parse_chunk(buffer, key.attempt)
+        batches = decode_batches(buffer, key.attempt)
         if not batches:
             return seq, b"", 0, Checkpoint()
         return seq, buffer[: batches[-1].end], len(batches), batches[-1].checkpoint
@@ -246,8 +225,7 @@ class ObjectLogStore:
             state.spool.sent += len(payload)
             state.notify()
         await anyio.to_thread.run_sync(state.spool.clear)
-        self._any_change.set()
-        self._any_change = anyio.Event()
+        self._announce()
         return True
 
     async def _commit(self, key: LogKey, records: Sequence[LogRecord], close: bool) -> Checkpoint:
@@ -277,8 +255,7 @@ class ObjectLogStore:
             state.checkpoint = new
             state.notify()
             answer = state.presented
-        self._any_change.set()
-        self._any_change = anyio.Event()
+        self._announce()
         return answer
 
     async def append(self, key: LogKey, records: Sequence[LogRecord]) -> Checkpoint:
@@ -370,120 +347,63 @@ class ObjectLogStore:
         """Release the backend's connections (spooled data stays on disk)."""
         await self.backend.aclose()
 
-    # -- reading --------------------------------------------------------------------
+    # -- reading (the rest is BatchLogStore's) ----------------------------------------
 
-    async def _snapshot(self, key: LogKey) -> tuple[list[str], bytes]:
-        """The chunk names of ``key`` and the last one's bytes now: the end of a read."""
-        names = await self._chunks(key)
-        last = (await self.backend.get(names[-1]) or b"") if names else b""
-        return names, last
-
-    async def _source_records(
-        self, key: LogKey, names: list[str], last: bytes, source: str | None
-    ) -> AsyncGenerator[LogRecord, None]:
-        for i, name in enumerate(names):
-            data = last if i == len(names) - 1 else await self.backend.get(name)
-            for batch in parse_chunk(data or b"", key.attempt):
-                for record in batch.records:
-                    if source is None or record.source == source:
-                        yield record
-
-    async def _merged(self, key: LogKey, names: list[str], last: bytes) -> AsyncIterator[LogRecord]:
-        if not names:
-            return
-        batches = parse_chunk(last, key.attempt)
-        marks = batches[-1].checkpoint.marks if batches else ()
-        sources = sorted((m.source for m in marks), key=_source_rank)
-        if len(sources) <= 1:
-            async for record in self._source_records(key, names, last, None):
-                yield record
-            return
-        streams = [self._source_records(key, names, last, s) for s in sources]
+    async def _reader(self, key: LogKey, operation: str) -> _ObjectReader:
+        """The chunks of ``key`` and the last one's bytes now: the end of the read."""
         try:
-            async for record in merge_by_time(streams):
-                yield record
-        finally:
-            for stream in streams:
-                await stream.aclose()
+            names = await self._chunks(key)
+            last = (await self.backend.get(names[-1]) or b"") if names else b""
+        except Exception:
+            self._outage.on_error(operation)
+            raise
+        return _ObjectReader(self, key, names, last)
 
-    async def read(
-        self, workload_id: str, *, attempt: int | None = None
-    ) -> AsyncIterator[LogRecord]:
-        """Every uploaded record of one attempt, or of each in turn; time-ordered."""
-        wanted = [attempt] if attempt is not None else await self.attempts(workload_id)
-        for a in wanted:
-            key = LogKey(workload_id, a)
-            try:
-                names, last = await self._snapshot(key)
-            except Exception:
-                self._outage.on_error("read")
-                raise
-            async for record in self._merged(key, names, last):
-                yield record
 
-    async def follow(
-        self, workload_id: str, *, attempt: int | None = None
-    ) -> AsyncIterator[LogRecord]:
-        """Read, then tail; see :meth:`zwmd.logs.store.LogStore.follow`."""
-        if attempt is not None:
-            async for record in self._follow_key(LogKey(workload_id, attempt)):
-                yield record
-            return
-        known = await self.attempts(workload_id)
-        while not known:
-            event = self._any_change
-            with anyio.move_on_after(self.poll_seconds):
-                await event.wait()
-            known = await self.attempts(workload_id)
-        for a in known[:-1]:
-            async for record in self.read(workload_id, attempt=a):
-                yield record
-        current = known[-1]
-        while True:
-            async for record in self._follow_key(LogKey(workload_id, current)):
-                yield record
-            newer = [a for a in await self.attempts(workload_id) if a > current]
-            if not newer:
-                return
-            current = newer[0]
+def _chunk_number(name: str) -> int:
+    return int(name.rsplit("/", 1)[1][: -len(SUFFIX)])
 
-    async def _follow_key(self, key: LogKey) -> AsyncIterator[LogRecord]:
-        names, last = await self._snapshot(key)
-        async for record in self._merged(key, names, last):
-            yield record
-        batches = parse_chunk(last, key.attempt)
-        closed = bool(batches) and batches[-1].checkpoint.closed
-        seq = int(names[-1].rsplit("/", 1)[1][: -len(SUFFIX)]) if names else 0
-        offset = len(last)
-        while True:
-            state = self._states.get(key)
-            event = state.changed if state is not None else self._any_change
-            progressed = False
-            try:
-                pieces = [await self.backend.get(self.chunk_name(key, seq), offset)]
-                if pieces[0] == b"":
-                    following = await self.backend.get(self.chunk_name(key, seq + 1))
-                    if following is not None:  # chunk ``seq`` is final now: its tail first
-                        pieces = [await self.backend.get(self.chunk_name(key, seq), offset)]
-                        pieces.append(following)
-            except Exception:
-                self._outage.on_error("follow")
-                pieces = []
-            for i, data in enumerate(pieces):
-                if i == 1:
-                    seq, offset = seq + 1, 0
-                batches = parse_chunk(data or b"", key.attempt)
-                if not batches:
-                    continue
-                offset += batches[-1].end
-                closed = batches[-1].checkpoint.closed
-                progressed = True
-                for batch in batches:
-                    for record in batch.records:
-                        yield record
-            if progressed:
-                continue
-            if closed:
-                return
-            with anyio.move_on_after(self.poll_seconds):
-                await event.wait()
+
+class _ObjectReader:
+    """A read of one key's chunks (a :class:`~zwmd.logs.batchstore.KeyReader`)."""
+
+    def __init__(self, store: ObjectLogStore, key: LogKey, names: list[str], last: bytes) -> None:
+        self.store, self.key, self.names, self.last = store, key, names, last
+        batches = decode_batches(last, key.attempt)
+        self.checkpoint = batches[-1].checkpoint if batches else Checkpoint()
+        self._seq = _chunk_number(names[-1]) if names else 0  # the chunk a follower tails
+        self._offset = len(last)  # how much of it was read
+
+    async def stored(self, source: str | None) -> AsyncGenerator[list[LogRecord], None]:
+        for i, name in enumerate(self.names):
+            last = i == len(self.names) - 1
+            data = self.last if last else await self.store.backend.get(name)
+            for batch in decode_batches(data or b"", self.key.attempt, source=source):
+                yield batch.records
+
+    async def newer(self) -> list[Batch]:
+        get, chunk_name = self.store.backend.get, self.store.chunk_name
+        key, seq = self.key, self._seq
+        try:
+            pieces = [await get(chunk_name(key, seq), self._offset)]
+            if pieces[0] == b"":
+                following = await get(chunk_name(key, seq + 1))
+                if following is not None:  # chunk ``seq`` is final now: its tail first
+                    pieces = [await get(chunk_name(key, seq), self._offset)]
+                    pieces.append(following)
+        except Exception:
+            self.store._outage.on_error("follow")
+            return []
+        out: list[Batch] = []
+        for i, data in enumerate(pieces):
+            if i == 1:
+                self._seq, self._offset = seq + 1, 0
+            batches = decode_batches(data or b"", key.attempt)
+            if batches:
+                self._offset += batches[-1].end
+                out.extend(batches)
+        return out
+
+    def changed(self) -> anyio.Event:
+        state = self.store._states.get(self.key)
+        return state.changed if state is not None else self.store._any_change

@@ -7,9 +7,9 @@ the store's per-key state (:class:`KeyState`) and its back-off (:class:`Outage`)
 
 Design:
 
-- A spool file holds whole batches in the chunk format (records, then a commit line
-  with the cumulative :class:`~zwmd.logs.store.Checkpoint`), appended and fsynced, so an
-  append is durable when it returns. It comes in two kinds:
+- A spool file holds whole batches in the format of :mod:`zwmd.logs.batches` (records,
+  then a commit line with the cumulative :class:`~zwmd.logs.store.Checkpoint`),
+  appended and fsynced, so an append is durable when it returns. It comes in two kinds:
 
   * *based*, ``<spool_dir>/<workload id>/<attempt>.jsonl``: its checkpoints continue
     the remote's. Only batches of this file are uploaded. After a crash, the batches
@@ -47,30 +47,22 @@ The functions that touch files block: run them in a worker thread.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
+from urllib.parse import unquote
 
 import anyio
 import anyio.to_thread
 
-from zwmd.logs.chunkfiles import (
-    SUFFIX,
-    UNBASED_SUFFIX,
-    Batch,
-    append_spool,
-    parse_chunk,
-    read_spool,
-    truncate,
-    unlink_spool,
-)
-from zwmd.logs.filestore import encode_batch
+from zwmd.logs.batches import SUFFIX, Batch, decode_batches, encode_batch
 from zwmd.logs.merging import Deduper
 from zwmd.logs.records import LogRecord
-from zwmd.logs.store import Checkpoint, SourceMark
+from zwmd.logs.store import Checkpoint, LogKey, SourceMark
 
 __all__ = [
     "KeyState",
@@ -83,10 +75,13 @@ __all__ = [
     "presented",
     "rebase",
     "reconcile",
+    "spooled_keys",
     "unbased_path",
 ]
 
 _TMP: Final = ".rebase"
+#: The spool of a key whose remote state was unknown (see the module docs).
+UNBASED_SUFFIX: Final = ".unbased" + SUFFIX
 
 
 class Outage:
@@ -123,6 +118,78 @@ class Outage:
             self.down, self.backoff = False, self.retry_seconds
 
 
+# -- the spool's files ----------------------------------------------------------------
+
+
+def _read_spool(path: Path, start: int = 0, end: int | None = None) -> bytes:
+    """Bytes ``start`` to ``end`` (or the end) of a spool file; none if it is missing."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(start)
+            return f.read() if end is None else f.read(end - start)
+    except FileNotFoundError:
+        return b""
+
+
+def _append_spool(path: Path, payload: bytes, fsync: bool) -> None:
+    """Append ``payload``, synced (with the directory when the file is new) if ``fsync``."""
+    created = not path.exists()
+    if created:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o640)
+    try:
+        view = memoryview(payload)
+        while view:
+            view = view[os.write(fd, view) :]
+        if fsync:
+            os.fdatasync(fd)
+    finally:
+        os.close(fd)
+    if created and fsync:
+        dfd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
+
+
+def _truncate(path: Path, size: int) -> None:
+    """Cut a spool file back to ``size`` bytes, durably."""
+    with open(path, "r+b") as f:
+        f.truncate(size)
+        os.fsync(f.fileno())
+
+
+def _unlink_spool(path: Path) -> None:
+    """Delete a spool file, and its directory once no other attempt is spooled there."""
+    try:
+        path.unlink()
+    except FileNotFoundError:
+        return
+    with contextlib.suppress(OSError):  # other attempts still spooled
+        path.parent.rmdir()
+
+
+def spooled_keys(root: Path) -> list[LogKey]:
+    """The keys with a spool file (based or unbased) under ``root``, sorted."""
+    keys: list[LogKey] = []
+    try:
+        directories = sorted(os.listdir(root))
+    except FileNotFoundError:
+        return keys
+    for d in directories:
+        try:
+            names = os.listdir(root / d)
+        except (FileNotFoundError, NotADirectoryError):
+            continue
+        for n in names:
+            end = UNBASED_SUFFIX if n.endswith(UNBASED_SUFFIX) else SUFFIX
+            stem = n[: -len(end)]
+            if n.endswith(end) and stem.isdigit():
+                keys.append(LogKey(unquote(d), int(stem)))
+    return sorted(set(keys))
+
+
 def unbased_path(path: Path) -> Path:
     """The unbased spool file next to the based one at ``path``."""
     return path.with_name(path.name[: -len(SUFFIX)] + UNBASED_SUFFIX)
@@ -149,12 +216,12 @@ class Spool:
 
     def add(self, payload: bytes, fsync: bool) -> None:
         """Append a batch, durably."""
-        append_spool(self.file, payload, fsync)
+        _append_spool(self.file, payload, fsync)
         self.size += len(payload)
 
     def clear(self) -> None:
         """Everything was uploaded: delete the file."""
-        unlink_spool(self.file)
+        _unlink_spool(self.file)
         self.size = self.sent = 0
 
 
@@ -169,8 +236,8 @@ def next_upload(
     want = chunk_bytes
     while True:  # read at least one whole batch, about a chunk's worth
         end = min(spool.sent + want, spool.size)
-        data = read_spool(spool.file, spool.sent, end)
-        batches = parse_chunk(data, attempt)
+        data = _read_spool(spool.file, spool.sent, end)
+        batches = decode_batches(data, attempt)
         if batches or end >= spool.size:
             break
         want *= 2
@@ -195,11 +262,11 @@ class Replay:
 
 def _whole_batches(path: Path, attempt: int) -> list[Batch]:
     """The complete batches of a spool file; a torn tail is cut off (on disk too)."""
-    data = read_spool(path)
-    batches = parse_chunk(data, attempt)
+    data = _read_spool(path)
+    batches = decode_batches(data, attempt)
     good = batches[-1].end if batches else 0
     if good < len(data):
-        truncate(path, good)
+        _truncate(path, good)
     return batches
 
 
@@ -211,13 +278,13 @@ def open_spool(path: Path, attempt: int) -> tuple[Spool, Checkpoint | None]:
     unbased = unbased_path(path)
     based = _whole_batches(path, attempt)
     if based:
-        unlink_spool(unbased)  # a re-base renamed, then crashed before this
+        _unlink_spool(unbased)  # a re-base renamed, then crashed before this
         return Spool(path, based[-1].end), based[-1].checkpoint
-    unlink_spool(path)
+    _unlink_spool(path)
     batches = _whole_batches(unbased, attempt)
     if batches:
         return Spool(path, batches[-1].end, unbased=True), batches[-1].checkpoint
-    unlink_spool(unbased)
+    _unlink_spool(unbased)
     return Spool(path), None
 
 
@@ -282,7 +349,7 @@ def reconcile(
         payload, checkpoint, dedupers = rebase(batches, remote)
         if payload:
             _write_rebased(spool.path, payload, fsync)
-        unlink_spool(unbased)
+        _unlink_spool(unbased)
         spool.unbased, spool.size, spool.sent = False, len(payload), 0
         local = batches[-1].checkpoint if batches else Checkpoint()
         replays: dict[str, Replay] = {}

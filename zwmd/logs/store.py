@@ -3,8 +3,8 @@
 Responsibility: the types the log pipeline and the API share with a store
 (:class:`LogKey`, :class:`SourceMark`, :class:`Checkpoint`) and the :class:`LogStore`
 protocol itself. Backends: :class:`zwmd.logs.filestore.FileLogStore` (builtin ``file``,
-the default); the builtin ``pod`` store (read pod logs only) and the S3/GCS plugins
-implement the same protocol.
+the default) and :class:`zwmd.logs.objectstore.ObjectLogStore` (the S3/GCS plugins'
+``s3`` and ``gcs``); a plugin may add another.
 
 Design notes:
 
@@ -128,7 +128,7 @@ class LogStore(Protocol):
     Implementations must be safe to use from many tasks of one event loop at once.
     """
 
-    #: The name users select the store by (``ZWMD_LOG_STORE``): ``file``, ``pod``, ...
+    #: The name users select the store by (``ZWMD_LOG_STORE``): ``file``, ``s3``, ...
     name: str
 
     async def append(self, key: LogKey, records: Sequence[LogRecord]) -> Checkpoint:

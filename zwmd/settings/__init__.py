@@ -131,7 +131,9 @@ def _parse_token(value: object) -> SecretStr:
 def _parse_store(value: object) -> str:
     text = str(value).strip()
     if not _STORE_NAME.fullmatch(text):
-        raise ValueError(f"{ks.quote(text)} is not a log store name (file, pod, s3, gcs, ...)")
+        raise ValueError(f"{ks.quote(text)} is not a log store name (file, s3, gcs, ...)")
+    if text == "pod":  # pod logs are what a store keeps; no store leaves them in pods
+        raise ValueError(f"{ks.quote(text)} is not a log store; logs go to file, s3, gcs, ...")
     return text
 
 

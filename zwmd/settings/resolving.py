@@ -224,14 +224,7 @@ class _Resolver:
         implementation = self.parsed("implementation", ev.parse_implementation, "kubernetes")
         external = self.parsed("enable_external_logs", ev.parse_flag, False)
         if self.has("log_store"):
-            store = str(self.out.values["log_store"]).strip()
-            if external is True and store == "pod":
-                self.problem(
-                    "log_store",
-                    f'"pod" keeps logs only in pods, which contradicts {EXTERNAL_LOGS}=true',
-                    "file",
-                )
-            return store
+            return str(self.out.values["log_store"]).strip()
         if external is not True:
             return "file" if external is False else INVALID
         if isinstance(implementation, _Invalid):
