@@ -17,8 +17,9 @@ Design notes (uvicorn's config / server / cli split, anyio's structured concurre
 - Start-up order: the API listens first (so ``/readyz`` can say "not yet" instead of the
   connection being refused), then the reactor and watchers start; ``READY=1`` goes to
   systemd once both watches have listed.
-- SIGTERM or SIGINT: ``STOPPING=1``, stop accepting requests, cancel the task group.
-  Nothing needs draining to be safe: every workload's truth is in Kubernetes, and the log
+- SIGTERM or SIGINT: ``STOPPING=1``, stop accepting requests, let the calls in flight
+  finish for at most ``shutdown_grace`` seconds (``ZWMD_SHUTDOWN_GRACE_SECONDS``), then
+  cancel the task group. Nothing needs draining to be safe: every workload's truth is in Kubernetes, and the log
   store is durable per append. The process exits 0.
 - The Unix socket is created by us (not uvicorn, which would make it 0666) with mode 0600
   before anyone can connect.
@@ -80,6 +81,8 @@ class DaemonConfig:
     metrics_port: int | None = None
     metrics_host: str = "0.0.0.0"
     kubeconfig: str | None = None
+    #: seconds the API's calls in flight get to finish after SIGTERM or SIGINT
+    shutdown_grace: float = 8.0
     reactor_timing: ReactorTiming = field(default_factory=ReactorTiming)
     watch_timing: WatchTiming = field(default_factory=WatchTiming)
     images: ImageConfig = field(default_factory=ImageConfig)
@@ -88,9 +91,19 @@ class DaemonConfig:
 class _Server(uvicorn.Server):
     """uvicorn without its own signal handling: the daemon handles signals."""
 
+    def __init__(self, config: uvicorn.Config) -> None:
+        super().__init__(config)
+        self.stopped = anyio.Event()
+
     @contextlib.contextmanager
     def capture_signals(self) -> Generator[None, None, None]:
         yield
+
+    async def serve(self, sockets: list[socket.socket] | None = None) -> None:
+        try:
+            await super().serve(sockets)
+        finally:
+            self.stopped.set()
 
 
 class _Listener:
@@ -296,7 +309,7 @@ async def serve(
         )
     try:
         async with anyio.create_task_group() as tg:
-            tg.start_soon(_handle_signals, tg.cancel_scope, servers)
+            tg.start_soon(_handle_signals, tg.cancel_scope, servers, config.shutdown_grace)
             tg.start_soon(lag.run)
             tg.start_soon(hooks.run)
             tg.start_soon(server.serve, sockets)
@@ -333,14 +346,17 @@ async def _run_watcher(
     await watcher.run(task_status=task_status)
 
 
-async def _handle_signals(scope: anyio.CancelScope, servers: list[_Server]) -> None:
+async def _handle_signals(scope: anyio.CancelScope, servers: list[_Server], grace: float) -> None:
     with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
         async for signum in signals:
             log.info("zwmd: %s received, stopping", signal.Signals(signum).name)
             systemd.stopping()
             for server in servers:
                 server.should_exit = True
-            await anyio.sleep(0.2)  # let uvicorn close its listeners and answer in-flight calls
+            # uvicorn closes its listeners and answers the calls in flight, then returns
+            with anyio.move_on_after(grace):
+                for server in servers:
+                    await server.stopped.wait()
             scope.cancel()
             return
 

@@ -58,6 +58,7 @@ def daemon_config(settings: Settings, *, kubeconfig: str | None) -> DaemonConfig
         metrics_port=settings.metrics_port,
         metrics_host=settings.metrics_host,
         kubeconfig=kubeconfig,
+        shutdown_grace=settings.shutdown_grace_seconds,
         reactor_timing=ReactorTiming(
             image_pull_grace=timedelta(seconds=settings.image_pull_grace_seconds),
             unschedulable_deadline=timedelta(seconds=settings.unschedulable_deadline_seconds),
