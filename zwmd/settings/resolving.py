@@ -101,7 +101,7 @@ class KubeAccess:
 
 @dataclass
 class Resolved:
-    """Raw values by variable, plus where each field's came from and what the rules found."""
+    """Raw values by variable, where each field's value came from, what the rules found."""
 
     values: dict[str, Any] = field(default_factory=dict)
     sources: dict[str, tuple[str, str]] = field(default_factory=dict)
