@@ -345,3 +345,52 @@ def test_settings_are_frozen(home: dict[str, str]) -> None:
     settings = load_settings({**MINIMAL, **home})
     with pytest.raises(ValueError, match="frozen"):
         settings.namespace = "other"
+
+
+def test_every_field_declares_its_variable_and_an_example() -> None:
+    for name, field in Settings.model_fields.items():
+        assert field.validation_alias, name
+        assert field.examples, name
+        assert field.json_schema_extra is None, name
+
+
+def test_variable_names_are_exact(home: dict[str, str]) -> None:
+    env = {
+        **MINIMAL,
+        **home,
+        "api_port": "1",
+        "zwmd_api_port": "2",
+        "ZWMD_Api_Port": "3",
+        "namespace": "other",
+        f"{K}namespace": "other",
+    }
+    settings = load_settings(env)
+    assert settings.api_port == 8390
+    assert settings.namespace == "zenml-workspace-namespace"
+
+
+def test_an_explicit_environment_ignores_the_process_one(
+    home: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ZWMD_API_PORT", "9999")
+    monkeypatch.setenv("ZWMD_IMPLEMENTATION", "gcp")
+    monkeypatch.setenv("KUBERNETES_SERVICE_HOST", "10.0.0.1")
+    settings = load_settings({**MINIMAL, **home})
+    assert (settings.api_port, settings.implementation) == (8390, "kubernetes")
+    assert settings.kube_access == KubeAccess("none")
+
+
+def test_without_a_context_the_process_environment_is_read(
+    home: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name, value in {
+        **FULL_AWS,
+        **home,
+        "ZENML_SERVER_MAX_CONCURRENT_SNAPSHOT_RUNS": "4",
+    }.items():
+        monkeypatch.setenv(name, value)
+    process = Settings.model_validate({})
+    assert process.describe() == load_settings().describe()
+    assert process.notes == load_settings().notes
+    keywords = Settings(namespace="runners", service_account="runner")
+    assert (keywords.namespace, keywords.aws_region) == ("runners", "eu-central-1")

@@ -469,3 +469,20 @@ def test_format_problems(base: dict[str, str]) -> None:
         "zwmd: invalid configuration (1 problem):\n"
         '  ZWMD_API_PORT: "x" is not a whole number (e.g. 8390)'
     )
+
+
+def test_an_override_variable_is_reported_at_its_field(base: dict[str, str]) -> None:
+    env = {
+        **base,
+        "ZWMD_API_PORT": "x",
+        "ZENML_SERVER_MAX_CONCURRENT_SNAPSHOT_RUNS": "0",
+        "ZENML_SERVER_MAX_CONCURRENT_TEMPLATE_RUNS": "3",
+        "ZWMD_IMPLEMENTATION": "Not A Plugin",
+    }
+    with pytest.raises(SettingsError) as caught:
+        load_settings(env)
+    assert [str(p) for p in caught.value.problems] == [
+        'ZWMD_IMPLEMENTATION: "Not A Plugin" is neither a workload manager class path zwmd knows nor a plugin name (kubernetes, aws, gcp, ...) (e.g. zenml_cloud_plugins.kubernetes_workload_manager.KubernetesWorkloadManager)',
+        "ZENML_SERVER_MAX_CONCURRENT_SNAPSHOT_RUNS: 0 is out of range (must be at least 1) (e.g. 2)",
+        'ZWMD_API_PORT: "x" is not a whole number (e.g. 8390)',
+    ]

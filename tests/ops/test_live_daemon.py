@@ -5,6 +5,7 @@
 - ``promtool check metrics`` has nothing to say about the live exposition.
 - The daemon's ``sd_notify`` datagrams on ``$NOTIFY_SOCKET``: ``READY=1`` once ready,
   ``WATCHDOG=1`` at half of ``$WATCHDOG_USEC``, ``STOPPING=1`` on SIGTERM.
+- On SIGTERM a call in flight gets ``ZWMD_SHUTDOWN_GRACE_SECONDS`` to finish, no more.
 
 Without the binaries these tests are skipped with the reason, unless ``CI`` is set:
 then they fail.
@@ -17,6 +18,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -179,3 +181,62 @@ def test_the_daemon_speaks_sd_notify(tmp_path: Path) -> None:
         receiver.close()
     assert messages.index("READY=1") < messages.index("STOPPING=1")
     assert any(m.startswith("STATUS=") for m in messages)
+
+
+def _wait_in_background(daemon: DaemonProcess, command: str) -> tuple[threading.Thread, list[Any]]:
+    """Start ``sh -c command`` and a ``/wait`` call for it in a thread; its outcome lands
+    in the returned list (the finished workload's state, another status code, or the
+    exception)."""
+    headers = {"Authorization": f"Bearer {daemon.token}"}
+    workload_id = str(uuid.uuid4())
+    api = httpx.Client(base_url=daemon.url, headers=headers, timeout=90)
+    body = {"image": "runner:1", "command": ["sh", "-c", command]}
+    assert api.post(f"/v1/workloads/{workload_id}/run", json=body).status_code == 202
+    wait_for(
+        lambda: api.get(f"/v1/workloads/{workload_id}").json()["state"] == "running",
+        what="the workload to run",
+    )
+    outcome: list[Any] = []
+
+    def call() -> None:
+        try:
+            response = api.get(f"/v1/workloads/{workload_id}/wait", params={"timeout": 60})
+            ok = response.status_code == 200
+            outcome.append(response.json()["state"] if ok else response.status_code)
+        except httpx.HTTPError as exc:
+            outcome.append(exc)
+        finally:
+            api.close()
+
+    thread = threading.Thread(target=call)
+    thread.start()
+    time.sleep(0.5)  # the call is in flight
+    return thread, outcome
+
+
+def test_sigterm_lets_a_call_in_flight_finish(tmp_path: Path) -> None:
+    process = start_daemon(tmp_path / "zwmd", env={"ZWMD_SHUTDOWN_GRACE_SECONDS": "30"})
+    try:
+        thread, outcome = _wait_in_background(process, "sleep 3")
+        process.process.send_signal(signal.SIGTERM)
+        thread.join(60)
+        assert outcome == ["succeeded"]
+        assert process.process.wait(30) == 0
+    finally:
+        process.stop()
+
+
+def test_sigterm_waits_no_longer_than_the_grace(tmp_path: Path) -> None:
+    process = start_daemon(tmp_path / "zwmd", env={"ZWMD_SHUTDOWN_GRACE_SECONDS": "1"})
+    try:
+        thread, outcome = _wait_in_background(process, "sleep 120")
+        signalled = time.monotonic()
+        process.process.send_signal(signal.SIGTERM)
+        assert process.process.wait(30) == 0
+        stopped = time.monotonic() - signalled
+        thread.join(60)
+        assert 1 <= stopped < 20, stopped
+        assert len(outcome) == 1
+        assert outcome[0] != "succeeded"
+    finally:
+        process.stop()

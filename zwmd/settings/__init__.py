@@ -30,46 +30,60 @@ Decisions an operator may look for (documented in ``zwmd config`` and the README
 - Empty variables count as unset (Helm charts often render ``""``).
 - A secret (the API token) is never echoed: not in a problem, not in :meth:`describe`.
 
-Design notes: field values are parsed by :mod:`zwmd.envvalues` and :mod:`zwmd.kubeshapes`
-(both free of other zwmd imports). Cross-variable rules run on the raw values in a
-wrap validator *before* field validation, so one load reports field faults and rule
-faults together. Environment reading goes through one small source that takes an
-explicit mapping, so tests never touch ``os.environ``.
+Design notes:
+
+- Each field names its variable with ``validation_alias`` (``AliasChoices`` where an
+  override may feed it: the first name set wins, the last is the field's own) and one
+  valid value in ``examples``. Names are exact, there is no prefix, and values reach
+  the field types of :mod:`~zwmd.settings.fieldtypes` as the strings they were (no JSON
+  decoding on the way), so each fault is named in our words.
+- :func:`load_settings` validates the environment mapping itself,
+  ``Settings.model_validate(environ, context=LoadContext(local=...))``, so tests never
+  touch ``os.environ``. Without that context (``Settings(**keywords)``) the input is
+  keywords by field name, on top of the process environment.
+- Cross-variable rules (:mod:`~zwmd.settings.resolving`) run on the raw values in a wrap
+  validator *before* field validation, so one load reports field faults and rule faults
+  together; field errors come back located at the variable that carried the value.
+- A plain pydantic model, not pydantic-settings' ``BaseSettings``: that class's
+  ``__init__`` reads its sources (``os.environ``) again whenever the model is validated,
+  also inside ``model_validate``, where it would mix the process environment into an
+  explicit mapping and drop the validation context.
 """
 
 from __future__ import annotations
 
-import contextvars
 import copy
-import json
 import os
-import re
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any, Literal, get_args
 
 from pydantic import (
-    BeforeValidator,
+    AliasChoices,
+    BaseModel,
+    ConfigDict,
     Field,
+    ModelWrapValidatorHandler,
     PrivateAttr,
     SecretStr,
     ValidationError,
+    ValidationInfo,
     model_validator,
 )
 from pydantic.fields import FieldInfo
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-from zwmd.settings import envvalues as ev
+from zwmd.settings import fieldtypes as ft
 from zwmd.settings import kubeshapes as ks
 from zwmd.settings.envvalues import BucketLocation
-from zwmd.settings.report import format_configuration, format_problems
+from zwmd.settings.report import format_configuration, format_problems, format_value
 from zwmd.settings.resolving import (
-    ENVIRON_KEY,
     EXTERNAL_LOG_STORES,
+    IMPLEMENTATION_OVERRIDE,
     IMPLEMENTATION_SOURCE,
-    KNOWN_CONTEXT_VARIABLES,
-    LOCAL_KEY,
+    SNAPSHOT_RUNS,
     TEMPLATE_RUNS,
+    FieldVariables,
     KubeAccess,
     Problem,
     SettingsError,
@@ -83,6 +97,7 @@ __all__ = [
     "TEMPLATE_RUNS",
     "BucketLocation",
     "KubeAccess",
+    "LoadContext",
     "Problem",
     "Settings",
     "SettingsError",
@@ -94,254 +109,193 @@ __all__ = [
 #: kaniko, as maintained by Chainguard since Google archived the project in 2025.
 DEFAULT_BUILDER_IMAGE = "cgr.dev/chainguard/kaniko:latest"
 _K = "ZENML_KUBERNETES_WORKLOAD_MANAGER_"
-_STORE_NAME = re.compile(r"[a-z][a-z0-9_-]{0,62}")
+_AWS = "ZENML_AWS_KUBERNETES_WORKLOAD_MANAGER_"
+_GCP = "ZENML_GCP_KUBERNETES_WORKLOAD_MANAGER_"
 _TOKEN_EXAMPLE = "the output of `openssl rand -hex 32`"
-
-
-# --- field types -------------------------------------------------------------------------
-
-
-def _json_shape(validate: Callable[[object], Any]) -> Callable[[object], Any]:
-    def parse(value: object) -> Any:
-        return validate(ks.load_json(value) if isinstance(value, str) else value)
-
-    return parse
-
-
-def _name_check(check: Callable[[str], str | None]) -> Callable[[object], str]:
-    def parse(value: object) -> str:
-        fault = check(str(value).strip())
-        if fault is not None:
-            raise ValueError(fault)
-        return str(value).strip()
-
-    return parse
-
-
-def _parse_token(value: object) -> SecretStr:
-    text = value.get_secret_value() if isinstance(value, SecretStr) else str(value)
-    text = text.strip()
-    if not text:
-        raise ValueError("is empty")
-    if any(char.isspace() or not char.isprintable() for char in text):
-        raise ValueError("contains whitespace or control characters")
-    return SecretStr(text)
-
-
-def _parse_store(value: object) -> str:
-    text = str(value).strip()
-    if not _STORE_NAME.fullmatch(text):
-        raise ValueError(f"{ks.quote(text)} is not a log store name (file, s3, gcs, ...)")
-    if text == "pod":  # pod logs are what a store keeps; no store leaves them in pods
-        raise ValueError(f"{ks.quote(text)} is not a log store; logs go to file, s3, gcs, ...")
-    return text
-
-
-def _parse_absolute_path(value: object) -> Path:
-    path = Path(str(value).strip()).expanduser()
-    if not path.is_absolute():
-        raise ValueError(f"{ks.quote(str(value))} is not an absolute path")
-    return path
-
-
-def _parse_socket_path(value: object) -> Path:
-    path = _parse_absolute_path(value)
-    if len(os.fsencode(path)) > 107:
-        raise ValueError(
-            f"{ks.quote(str(path))} is longer than a Unix socket path may be (107 bytes)"
-        )
-    return path
-
-
-def _parse_path_list(value: object) -> tuple[Path, ...]:
-    items = value if isinstance(value, list | tuple) else str(value).split(os.pathsep)
-    return tuple(Path(str(item)).expanduser() for item in items if str(item).strip())
-
-
-Flag = Annotated[bool, BeforeValidator(ev.parse_flag)]
-Count = Annotated[int, BeforeValidator(ev.parse_whole_number(0))]
-Positive = Annotated[int, BeforeValidator(ev.parse_whole_number(1))]
-Port = Annotated[int, BeforeValidator(ev.parse_whole_number(0, 65535))]
-Seconds = Annotated[float, BeforeValidator(ev.parse_number)]
-Resources = Annotated[
-    dict[str, dict[str, str]], BeforeValidator(_json_shape(ks.validate_resources))
-]
 _EXAMPLE_RESOURCES = (
     '{"requests": {"cpu": "100m", "memory": "400Mi"}, "limits": {"memory": "700Mi"}}'
 )
 
 
-def _var(env: str, example: str, default: Any = ..., *, secret: bool = False) -> Any:
-    extra: dict[str, Any] = {"env": env, "example": example, "secret": secret}
-    return Field(default, json_schema_extra=extra)
+@dataclass(frozen=True)
+class LoadContext:
+    """The validation context of :func:`load_settings`: the input is a whole environment.
+
+    Without it (``Settings(**keywords)``) the input is keywords by field name and the
+    environment is the process's.
+    """
+
+    local: bool = False
 
 
-class _EnvironSource(PydanticBaseSettingsSource):
-    """Hands the whole environment mapping to the model's wrap validator."""
-
-    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
-        return None, field_name, False
-
-    def __call__(self) -> dict[str, Any]:
-        loading = _LOADING.get()
-        environ = os.environ if loading is None else loading[0]
-        names = {_meta(field)["env"] for field in Settings.model_fields.values()}
-        names.update(KNOWN_CONTEXT_VARIABLES)
-        values = {name: environ[name] for name in names if environ.get(name, "").strip()}
-        return {ENVIRON_KEY: values, LOCAL_KEY: bool(loading and loading[1])}
-
-
-_LOADING: contextvars.ContextVar[tuple[Mapping[str, str], bool] | None] = contextvars.ContextVar(
-    "zwmd_settings_loading", default=None
-)
-
-
-def _meta(field: FieldInfo) -> dict[str, Any]:
-    extra = field.json_schema_extra
-    assert isinstance(extra, dict)
-    return extra
-
-
-class Settings(BaseSettings):
+class Settings(BaseModel):
     """The effective configuration. Build it with :func:`load_settings`."""
 
-    model_config = SettingsConfigDict(frozen=True, extra="ignore")
+    model_config = ConfigDict(frozen=True, extra="ignore")
 
     # the seeds' variables
-    implementation: Annotated[str, BeforeValidator(ev.parse_implementation)] = _var(
-        IMPLEMENTATION_SOURCE,
-        "zenml_cloud_plugins.kubernetes_workload_manager.KubernetesWorkloadManager",
-        "kubernetes",
+    implementation: ft.Implementation = Field(
+        default="kubernetes",
+        validation_alias=AliasChoices(IMPLEMENTATION_OVERRIDE, IMPLEMENTATION_SOURCE),
+        examples=["zenml_cloud_plugins.kubernetes_workload_manager.KubernetesWorkloadManager"],
     )
-    namespace: Annotated[str, BeforeValidator(_name_check(ks.check_dns_label))] = _var(
-        f"{_K}NAMESPACE", "zenml-workspace-namespace"
+    namespace: ft.DnsLabel = Field(
+        validation_alias=f"{_K}NAMESPACE", examples=["zenml-workspace-namespace"]
     )
-    service_account: Annotated[str, BeforeValidator(_name_check(ks.check_dns_subdomain))] = _var(
-        f"{_K}SERVICE_ACCOUNT", "zenml-workspace-service-account"
+    service_account: ft.DnsSubdomain = Field(
+        validation_alias=f"{_K}SERVICE_ACCOUNT", examples=["zenml-workspace-service-account"]
     )
-    build_runner_image: Flag = _var(f"{_K}BUILD_RUNNER_IMAGE", "true", False)
-    docker_registry: Annotated[str, BeforeValidator(ev.parse_registry)] | None = _var(
-        f"{_K}DOCKER_REGISTRY", "registry.example:5000/zenml", None
+    build_runner_image: ft.Flag = Field(
+        default=False, validation_alias=f"{_K}BUILD_RUNNER_IMAGE", examples=["true"]
     )
-    runner_image: Annotated[str, BeforeValidator(ev.parse_image)] | None = _var(
-        f"{_K}RUNNER_IMAGE", "registry.example/zenml/runner:0.98.0", None
+    docker_registry: ft.Registry | None = Field(
+        default=None,
+        validation_alias=f"{_K}DOCKER_REGISTRY",
+        examples=["registry.example:5000/zenml"],
     )
-    enable_external_logs: Flag = _var(f"{_K}ENABLE_EXTERNAL_LOGS", "true", False)
-    pod_resources: Resources = _var(f"{_K}POD_RESOURCES", _EXAMPLE_RESOURCES, {})
-    ttl_seconds_after_finished: Count = _var(f"{_K}TTL_SECONDS_AFTER_FINISHED", "172800", 172800)
-    node_selector: Annotated[
-        dict[str, str], BeforeValidator(_json_shape(ks.validate_node_selector))
-    ] = _var(f"{_K}NODE_SELECTOR", '{"node-pool": "zenml-pool"}', {})
-    tolerations: Annotated[
-        list[dict[str, Any]], BeforeValidator(_json_shape(ks.validate_tolerations))
-    ] = _var(
-        f"{_K}TOLERATIONS",
-        '[{"key": "pool", "operator": "Equal", "value": "zenml", "effect": "NoSchedule"}]',
-        [],
+    runner_image: ft.Image | None = Field(
+        default=None,
+        validation_alias=f"{_K}RUNNER_IMAGE",
+        examples=["registry.example/zenml/runner:0.98.0"],
     )
-    job_backoff_limit: Count = _var(f"{_K}JOB_BACKOFF_LIMIT", "0", 0)
-    pod_failure_policy: (
-        Annotated[dict[str, Any], BeforeValidator(_json_shape(ks.validate_pod_failure_policy))]
-        | None
-    ) = _var(
-        f"{_K}POD_FAILURE_POLICY",
-        '{"rules": [{"action": "FailJob", "onExitCodes": {"operator": "In", "values": [42]}}]}',
-        None,
+    enable_external_logs: ft.Flag = Field(
+        default=False, validation_alias=f"{_K}ENABLE_EXTERNAL_LOGS", examples=["true"]
     )
-    max_concurrent_runs: Positive = _var(TEMPLATE_RUNS, "2", 2)
-    aws_bucket: Annotated[BucketLocation, BeforeValidator(ev.parse_bucket("s3"))] | None = _var(
-        "ZENML_AWS_KUBERNETES_WORKLOAD_MANAGER_BUCKET", "s3://zenml-logs/runner-logs", None
+    pod_resources: ft.Resources = Field(
+        default={}, validation_alias=f"{_K}POD_RESOURCES", examples=[_EXAMPLE_RESOURCES]
     )
-    aws_region: Annotated[str, BeforeValidator(ev.parse_region)] | None = _var(
-        "ZENML_AWS_KUBERNETES_WORKLOAD_MANAGER_REGION", "eu-central-1", None
+    ttl_seconds_after_finished: ft.Count = Field(
+        default=172800, validation_alias=f"{_K}TTL_SECONDS_AFTER_FINISHED", examples=["172800"]
     )
-    gcp_bucket: Annotated[BucketLocation, BeforeValidator(ev.parse_bucket("gs"))] | None = _var(
-        "ZENML_GCP_KUBERNETES_WORKLOAD_MANAGER_BUCKET", "gs://zenml-logs/runner-logs", None
+    node_selector: ft.NodeSelector = Field(
+        default={}, validation_alias=f"{_K}NODE_SELECTOR", examples=['{"node-pool": "zenml-pool"}']
+    )
+    tolerations: ft.Tolerations = Field(
+        default=[],
+        validation_alias=f"{_K}TOLERATIONS",
+        examples=[
+            '[{"key": "pool", "operator": "Equal", "value": "zenml", "effect": "NoSchedule"}]'
+        ],
+    )
+    job_backoff_limit: ft.Count = Field(
+        default=0, validation_alias=f"{_K}JOB_BACKOFF_LIMIT", examples=["0"]
+    )
+    pod_failure_policy: ft.PodFailurePolicy | None = Field(
+        default=None,
+        validation_alias=f"{_K}POD_FAILURE_POLICY",
+        examples=[
+            '{"rules": [{"action": "FailJob", "onExitCodes": {"operator": "In", "values": [42]}}]}'
+        ],
+    )
+    max_concurrent_runs: ft.Positive = Field(
+        default=2, validation_alias=AliasChoices(SNAPSHOT_RUNS, TEMPLATE_RUNS), examples=["2"]
+    )
+    aws_bucket: ft.S3Bucket | None = Field(
+        default=None, validation_alias=f"{_AWS}BUCKET", examples=["s3://zenml-logs/runner-logs"]
+    )
+    aws_region: ft.Region | None = Field(
+        default=None, validation_alias=f"{_AWS}REGION", examples=["eu-central-1"]
+    )
+    gcp_bucket: ft.GcsBucket | None = Field(
+        default=None, validation_alias=f"{_GCP}BUCKET", examples=["gs://zenml-logs/runner-logs"]
     )
 
     # the daemon's own
-    api_host: Annotated[str, BeforeValidator(ev.parse_host)] = _var(
-        "ZWMD_API_HOST", "127.0.0.1", "127.0.0.1"
+    api_host: ft.Host = Field(
+        default="127.0.0.1", validation_alias="ZWMD_API_HOST", examples=["127.0.0.1"]
     )
-    api_port: Port = _var("ZWMD_API_PORT", "8390", 8390)
-    api_socket: Annotated[Path, BeforeValidator(_parse_socket_path)] | None = _var(
-        "ZWMD_API_SOCKET", "/run/zwmd/api.sock", None
+    api_port: ft.Port = Field(default=8390, validation_alias="ZWMD_API_PORT", examples=["8390"])
+    api_socket: ft.SocketPath | None = Field(
+        default=None, validation_alias="ZWMD_API_SOCKET", examples=["/run/zwmd/api.sock"]
     )
-    api_token: Annotated[SecretStr, BeforeValidator(_parse_token)] | None = _var(
-        "ZWMD_API_TOKEN", _TOKEN_EXAMPLE, None, secret=True
+    api_token: ft.Token | None = Field(
+        default=None, validation_alias="ZWMD_API_TOKEN", examples=[_TOKEN_EXAMPLE]
     )
-    api_token_file: Annotated[Path, BeforeValidator(_parse_absolute_path)] | None = _var(
-        "ZWMD_API_TOKEN_FILE", "/run/credentials/zwmd.service/api-token", None
+    api_token_file: ft.AbsolutePath | None = Field(
+        default=None,
+        validation_alias="ZWMD_API_TOKEN_FILE",
+        examples=["/run/credentials/zwmd.service/api-token"],
     )
-    state_dir: Annotated[Path, BeforeValidator(_parse_absolute_path)] = _var(
-        "ZWMD_STATE_DIR", "/var/lib/zwmd", Path("/var/lib/zwmd")
+    state_dir: ft.AbsolutePath = Field(
+        default=Path("/var/lib/zwmd"), validation_alias="ZWMD_STATE_DIR", examples=["/var/lib/zwmd"]
     )
-    metrics_port: Port | None = _var("ZWMD_METRICS_PORT", "9390", None)
+    metrics_port: ft.Port | None = Field(
+        default=None, validation_alias="ZWMD_METRICS_PORT", examples=["9390"]
+    )
     # All addresses: the metrics listener exists for scrapers and kubelets on other hosts
     # (the API stays on loopback or its socket); it serves no secret and takes no write.
-    metrics_host: Annotated[str, BeforeValidator(ev.parse_host)] = _var(
-        "ZWMD_METRICS_HOST", "0.0.0.0", "0.0.0.0"
+    metrics_host: ft.Host = Field(
+        default="0.0.0.0", validation_alias="ZWMD_METRICS_HOST", examples=["0.0.0.0"]
     )
-    log_store: Annotated[str, BeforeValidator(_parse_store)] = _var(
-        "ZWMD_LOG_STORE", "file", "file"
+    log_store: ft.LogStore = Field(
+        default="file", validation_alias="ZWMD_LOG_STORE", examples=["file"]
     )
-    builder_image: Annotated[str, BeforeValidator(ev.parse_image)] = _var(
-        "ZWMD_BUILDER_IMAGE", DEFAULT_BUILDER_IMAGE, DEFAULT_BUILDER_IMAGE
+    builder_image: ft.Image = Field(
+        default=DEFAULT_BUILDER_IMAGE,
+        validation_alias="ZWMD_BUILDER_IMAGE",
+        examples=[DEFAULT_BUILDER_IMAGE],
     )
-    builder_args: Annotated[tuple[str, ...], BeforeValidator(ev.parse_builder_args)] = _var(
-        "ZWMD_BUILDER_ARGS", '["--snapshot-mode=redo", "--cache=true"]', ()
+    builder_args: ft.BuilderArgs = Field(
+        default=(),
+        validation_alias="ZWMD_BUILDER_ARGS",
+        examples=['["--snapshot-mode=redo", "--cache=true"]'],
     )
-    builder_resources: Resources = _var("ZWMD_BUILDER_RESOURCES", _EXAMPLE_RESOURCES, {})
-    registry_config: Annotated[Path, BeforeValidator(ev.parse_docker_config_file)] | None = _var(
-        "ZWMD_REGISTRY_CONFIG", "/etc/zwmd/docker/config.json", None
+    builder_resources: ft.Resources = Field(
+        default={}, validation_alias="ZWMD_BUILDER_RESOURCES", examples=[_EXAMPLE_RESOURCES]
     )
-    registry_secret: Annotated[str, BeforeValidator(_name_check(ks.check_dns_subdomain))] | None = (
-        _var("ZWMD_REGISTRY_SECRET", "zwmd-registry-credentials", None)
+    registry_config: ft.DockerConfigFile | None = Field(
+        default=None,
+        validation_alias="ZWMD_REGISTRY_CONFIG",
+        examples=["/etc/zwmd/docker/config.json"],
     )
-    insecure_registries: Annotated[tuple[str, ...], BeforeValidator(ev.parse_registry_hosts)] = (
-        _var("ZWMD_INSECURE_REGISTRIES", "registry.example:5000,127.0.0.1:5001", ())
+    registry_secret: ft.DnsSubdomain | None = Field(
+        default=None,
+        validation_alias="ZWMD_REGISTRY_SECRET",
+        examples=["zwmd-registry-credentials"],
     )
-    image_pull_grace_seconds: Seconds = _var("ZWMD_IMAGE_PULL_GRACE_SECONDS", "60", 60.0)
-    unschedulable_deadline_seconds: Seconds = _var(
-        "ZWMD_UNSCHEDULABLE_DEADLINE_SECONDS", "300", 300.0
+    insecure_registries: ft.RegistryHosts = Field(
+        default=(),
+        validation_alias="ZWMD_INSECURE_REGISTRIES",
+        examples=["registry.example:5000,127.0.0.1:5001"],
     )
-    watch_inactivity_timeout_seconds: Seconds = _var(
-        "ZWMD_WATCH_INACTIVITY_TIMEOUT_SECONDS", "300", 300.0
+    image_pull_grace_seconds: ft.Seconds = Field(
+        default=60.0, validation_alias="ZWMD_IMAGE_PULL_GRACE_SECONDS", examples=["60"]
     )
-    shutdown_grace_seconds: Seconds = _var("ZWMD_SHUTDOWN_GRACE_SECONDS", "8", 8.0)
-    kubeconfig: Annotated[tuple[Path, ...], BeforeValidator(_parse_path_list)] = _var(
-        "KUBECONFIG", "/etc/zwmd/kubeconfig", ()
+    unschedulable_deadline_seconds: ft.Seconds = Field(
+        default=300.0, validation_alias="ZWMD_UNSCHEDULABLE_DEADLINE_SECONDS", examples=["300"]
+    )
+    watch_inactivity_timeout_seconds: ft.Seconds = Field(
+        default=300.0, validation_alias="ZWMD_WATCH_INACTIVITY_TIMEOUT_SECONDS", examples=["300"]
+    )
+    shutdown_grace_seconds: ft.Seconds = Field(
+        default=8.0, validation_alias="ZWMD_SHUTDOWN_GRACE_SECONDS", examples=["8"]
+    )
+    kubeconfig: ft.PathList = Field(
+        default=(), validation_alias="KUBECONFIG", examples=["/etc/zwmd/kubeconfig"]
     )
 
     _sources: dict[str, tuple[str, str]] = PrivateAttr(default_factory=dict)
     _notes: tuple[str, ...] = PrivateAttr(default=())
     _kube_access: KubeAccess = PrivateAttr(default=KubeAccess("none"))
 
-    @classmethod
-    def settings_customise_sources(
-        cls,
-        settings_cls: type[BaseSettings],
-        init_settings: PydanticBaseSettingsSource,
-        env_settings: PydanticBaseSettingsSource,
-        dotenv_settings: PydanticBaseSettingsSource,
-        file_secret_settings: PydanticBaseSettingsSource,
-    ) -> tuple[PydanticBaseSettingsSource, ...]:
-        return init_settings, _EnvironSource(settings_cls)
-
     @model_validator(mode="wrap")
     @classmethod
-    def _load(cls, data: Any, handler: Callable[[Any], Settings]) -> Settings:
-        variables = {
-            name: (_meta(field)["env"], _meta(field)["example"])
-            for name, field in cls.model_fields.items()
-        }
-        resolved = resolve(variables, data if isinstance(data, dict) else {})
+    def _resolve(
+        cls, data: Any, handler: ModelWrapValidatorHandler[Settings], info: ValidationInfo
+    ) -> Settings:
+        given: dict[str, Any] = dict(data) if isinstance(data, Mapping) else {}
+        environ: Mapping[str, object]
+        if isinstance(info.context, LoadContext):
+            environ, keywords, local = given, {}, info.context.local
+        else:
+            environ, keywords, local = os.environ, given, False
+        resolved = resolve(_VARIABLES, environ, keywords, local=local)
         problems = list(resolved.problems)
         model: Settings | None = None
         try:
             model = handler(resolved.values)
         except ValidationError as exc:
-            problems[:0] = _field_problems(exc, resolved.origins)
+            problems[:0] = _field_problems(exc)
         if problems or model is None:
             problems.sort(key=_problem_order)
             raise SettingsError(problems)
@@ -407,61 +361,62 @@ class Settings(BaseSettings):
     def describe(self) -> list[tuple[str, str, str]]:
         """``(variable, effective value, source)`` rows, secrets shown as ``***``."""
         rows: list[tuple[str, str, str]] = []
-        for name, field in type(self).model_fields.items():
-            meta = _meta(field)
-            variable, source = self._sources.get(name, (meta["env"], "default"))
+        for name in type(self).model_fields:
+            variable, source = self._sources.get(name, (_VARIABLES[name].own, "default"))
             value = getattr(self, name)
-            shown = "***" if meta["secret"] and value is not None else _show(value)
+            shown = "***" if isinstance(value, SecretStr) else format_value(value)
             rows.append((variable, shown, source))
         rows.append(("(kubernetes access)", str(self.kube_access), "derived"))
         rows.append(("(runner image mode)", self.runner_image_mode, "derived"))
         return rows
 
 
-def _show(value: object) -> str:
-    if value is None:
-        return "(not set)"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, float):
-        return f"{value:g}"
-    if isinstance(value, BucketLocation):
-        return value.url
-    if isinstance(value, dict | list):
-        return json.dumps(value)
-    if isinstance(value, tuple) and all(isinstance(item, Path) for item in value):
-        return os.pathsep.join(str(item) for item in value) or "(not set)"
-    if isinstance(value, tuple):
-        return json.dumps(list(value))
-    return str(value)
+def _variables(field: FieldInfo) -> FieldVariables:
+    alias = field.validation_alias
+    names = alias.choices if isinstance(alias, AliasChoices) else [alias]
+    assert all(isinstance(name, str) for name in names)
+    assert field.examples
+    return FieldVariables(tuple(str(name) for name in names), str(field.examples[0]))
 
 
-def _field_problems(exc: ValidationError, origins: Mapping[str, str]) -> list[Problem]:
-    fields = Settings.model_fields
+def _is_secret(annotation: object) -> bool:
+    return annotation is SecretStr or any(_is_secret(arg) for arg in get_args(annotation))
+
+
+_VARIABLES = {name: _variables(field) for name, field in Settings.model_fields.items()}
+#: every variable that feeds a field, to its field's name and position
+_FIELD_OF = {
+    variable: (name, index)
+    for index, (name, variables) in enumerate(_VARIABLES.items())
+    for variable in variables.names
+}
+_SECRET = {name for name, field in Settings.model_fields.items() if _is_secret(field.annotation)}
+
+
+def _field_problems(exc: ValidationError) -> list[Problem]:
+    """One problem per fault; a field error is located at the variable that carried it."""
     problems: list[Problem] = []
     for error in exc.errors():
-        name = str(error["loc"][0]) if error["loc"] else ""
-        field = fields.get(name)
-        if field is None:
+        variable = str(error["loc"][0]) if error["loc"] else ""
+        if variable not in _FIELD_OF:
             continue
-        meta = _meta(field)
-        variable = origins.get(name, meta["env"])
+        name = _FIELD_OF[variable][0]
         cause = (error.get("ctx") or {}).get("error")
         if error["type"] == "missing":
             faults: tuple[str, ...] = ("is required and not set",)
+            variable = _VARIABLES[name].own
         elif isinstance(cause, ks.ShapeError):
             faults = cause.faults
         elif isinstance(cause, ValueError):
             faults = (str(cause),)
         else:
-            faults = ("is not valid",) if meta["secret"] else (error["msg"],)
-        problems += [Problem(variable, fault, meta["example"]) for fault in faults]
+            faults = ("is not valid",) if name in _SECRET else (error["msg"],)
+        problems += [Problem(variable, fault, _VARIABLES[name].example) for fault in faults]
     return problems
 
 
 def _problem_order(problem: Problem) -> int:
-    order = [_meta(field)["env"] for field in Settings.model_fields.values()]
-    return order.index(problem.variable) if problem.variable in order else len(order)
+    return _FIELD_OF.get(problem.variable, ("", len(_FIELD_OF)))[1]
 
 
 def load_settings(environ: Mapping[str, str] | None = None, *, local: bool = False) -> Settings:
@@ -471,8 +426,5 @@ def load_settings(environ: Mapping[str, str] | None = None, *, local: bool = Fal
     ``default`` and Kubernetes access is the embedded localkube.
     Raises :class:`SettingsError` listing every problem.
     """
-    token = _LOADING.set((os.environ if environ is None else environ, local))
-    try:
-        return Settings()
-    finally:
-        _LOADING.reset(token)
+    source = os.environ if environ is None else environ
+    return Settings.model_validate(dict(source), context=LoadContext(local))

@@ -7,11 +7,15 @@ already masked by :meth:`~zwmd.settings.Settings.describe`; nothing here sees th
 
 from __future__ import annotations
 
+import json
+import os
 from collections.abc import Sequence
+from pathlib import Path
 
+from zwmd.settings.envvalues import BucketLocation
 from zwmd.settings.resolving import SettingsError
 
-__all__ = ["format_configuration", "format_problems"]
+__all__ = ["format_configuration", "format_problems", "format_value"]
 
 
 def format_problems(err: SettingsError) -> str:
@@ -31,3 +35,22 @@ def format_configuration(rows: Sequence[tuple[str, str, str]], notes: Sequence[s
     ]
     lines += [f"note: {note}" for note in notes]
     return "\n".join(lines)
+
+
+def format_value(value: object) -> str:
+    """A setting's value as ``zwmd config`` shows it (JSON for shapes and lists)."""
+    if value is None:
+        return "(not set)"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return f"{value:g}"
+    if isinstance(value, BucketLocation):
+        return value.url
+    if isinstance(value, dict | list):
+        return json.dumps(value)
+    if isinstance(value, tuple) and all(isinstance(item, Path) for item in value):
+        return os.pathsep.join(str(item) for item in value) or "(not set)"
+    if isinstance(value, tuple):
+        return json.dumps(list(value))
+    return str(value)

@@ -13,7 +13,9 @@ This step runs before field validation and does what no single field can:
 Rules look at raw values through the same parsers the fields use; a value that does
 not parse is skipped here (its field reports it), so one load lists every problem.
 It records, per field, which variable it came from and whether from the environment,
-a file, a default or a derivation, for ``zwmd config``.
+a file, a default or a derivation, for ``zwmd config``. Its output is keyed by variable,
+so the model's ``validation_alias`` maps each value to its field (and a field error is
+located at the variable that carried the value).
 """
 
 from __future__ import annotations
@@ -27,10 +29,8 @@ from typing import Any, Literal, TypeVar
 from zwmd.settings import envvalues as ev
 
 __all__ = [
-    "ENVIRON_KEY",
     "EXTERNAL_LOG_STORES",
-    "KNOWN_CONTEXT_VARIABLES",
-    "LOCAL_KEY",
+    "FieldVariables",
     "KubeAccess",
     "Problem",
     "Resolved",
@@ -47,17 +47,23 @@ BUILD = "ZENML_KUBERNETES_WORKLOAD_MANAGER_BUILD_RUNNER_IMAGE"
 #: the log store ``..._ENABLE_EXTERNAL_LOGS=true`` selects per implementation
 #: (another plugin's implementation selects the store of the same name)
 EXTERNAL_LOG_STORES = {"aws": "s3", "gcp": "gcs", "kubernetes": "file"}
-KNOWN_CONTEXT_VARIABLES = (
-    IMPLEMENTATION_OVERRIDE,
-    SNAPSHOT_RUNS,
-    "HOME",
-    "STATE_DIRECTORY",
-    "XDG_STATE_HOME",
-    "KUBERNETES_SERVICE_HOST",
-)
-ENVIRON_KEY = "__environ__"
-LOCAL_KEY = "__local__"
 LOCAL_DEFAULTS = {"namespace": "default", "service_account": "default"}
+
+
+@dataclass(frozen=True)
+class FieldVariables:
+    """The variables that may feed one field, the one that wins first, and an example.
+
+    The last name is the field's own (the one shown when the field is unset); names
+    before it override it, in the order pydantic's ``AliasChoices`` tries them.
+    """
+
+    names: tuple[str, ...]
+    example: str
+
+    @property
+    def own(self) -> str:
+        return self.names[-1]
 
 
 @dataclass(frozen=True)
@@ -95,10 +101,9 @@ class KubeAccess:
 
 @dataclass
 class Resolved:
-    """Raw values by field name, plus where each came from and what the rules found."""
+    """Raw values by variable, where each field's value came from, what the rules found."""
 
     values: dict[str, Any] = field(default_factory=dict)
-    origins: dict[str, str] = field(default_factory=dict)
     sources: dict[str, tuple[str, str]] = field(default_factory=dict)
     problems: list[Problem] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
@@ -114,55 +119,70 @@ T = TypeVar("T")
 
 
 class _Resolver:
-    def __init__(self, variables: Mapping[str, tuple[str, str]], data: Mapping[str, Any]) -> None:
-        self.variables = variables
-        self.environ: Mapping[str, str] = data.get(ENVIRON_KEY) or {}
-        self.local = bool(data.get(LOCAL_KEY))
-        self.kwargs = {name: value for name, value in data.items() if name in variables}
+    def __init__(
+        self,
+        fields: Mapping[str, FieldVariables],
+        environ: Mapping[str, object],
+        keywords: Mapping[str, Any],
+        local: bool,
+    ) -> None:
+        self.fields = fields
+        # empty variables count as unset (Helm charts often render "")
+        self.environ = {
+            name: value
+            for name, value in environ.items()
+            if isinstance(value, str) and value.strip()
+        }
+        self.kwargs = {name: value for name, value in keywords.items() if name in fields}
+        self.local = local
+        self.raw: dict[str, Any] = {}
         self.out = Resolved()
 
     def env(self, name: str) -> str:
-        return self.variables[name][0]
+        return self.fields[name].own
 
     def problem(self, name: str, fault: str, example: str | None = None) -> None:
-        variable = self.out.origins.get(name, self.env(name))
-        self.out.problems.append(Problem(variable, fault, example or self.variables[name][1]))
+        variable = self.out.sources.get(name, (self.env(name), ""))[0]
+        self.out.problems.append(Problem(variable, fault, example or self.fields[name].example))
 
     def set(self, name: str, value: Any, variable: str, source: str) -> None:
-        self.out.values[name] = value
-        self.out.origins[name] = variable
+        self.raw[name] = value
         self.out.sources[name] = (variable, source)
 
     def has(self, name: str) -> bool:
-        return self.out.values.get(name) is not None
+        return self.raw.get(name) is not None
 
     def parsed(self, name: str, parse: Callable[[Any], T], default: T) -> T | _Invalid:
         if not self.has(name):
             return default
         try:
-            return parse(self.out.values[name])
+            return parse(self.raw[name])
         except ValueError:
             return INVALID
 
     # --- steps ---------------------------------------------------------------------
 
     def collect(self) -> None:
-        for name in self.variables:
+        for name, variables in self.fields.items():
             if name in self.kwargs:
-                self.set(name, self.kwargs[name], self.env(name), "argument")
-            elif self.env(name) in self.environ:
-                self.set(name, self.environ[self.env(name)], self.env(name), "env")
-        if "implementation" not in self.kwargs and IMPLEMENTATION_OVERRIDE in self.environ:
-            value = self.environ[IMPLEMENTATION_OVERRIDE]
-            self.set("implementation", value, IMPLEMENTATION_OVERRIDE, "env")
-        if "max_concurrent_runs" not in self.kwargs and SNAPSHOT_RUNS in self.environ:
-            snapshot, template = self.environ[SNAPSHOT_RUNS], self.environ.get(TEMPLATE_RUNS)
-            self.set("max_concurrent_runs", snapshot, SNAPSHOT_RUNS, "env")
-            if template is not None and template.strip() != snapshot.strip():
-                self.out.notes.append(
-                    f"{SNAPSHOT_RUNS}={snapshot.strip()} overrides {TEMPLATE_RUNS}="
-                    f"{template.strip()} (the newer name wins)"
-                )
+                self.set(name, self.kwargs[name], variables.own, "argument")
+                continue
+            found = next(
+                (variable for variable in variables.names if variable in self.environ), None
+            )
+            if found is not None:
+                self.set(name, self.environ[found], found, "env")
+        snapshot, template = self.environ.get(SNAPSHOT_RUNS), self.environ.get(TEMPLATE_RUNS)
+        if (
+            "max_concurrent_runs" not in self.kwargs
+            and snapshot is not None
+            and template is not None
+            and template.strip() != snapshot.strip()
+        ):
+            self.out.notes.append(
+                f"{SNAPSHOT_RUNS}={snapshot.strip()} overrides {TEMPLATE_RUNS}="
+                f"{template.strip()} (the newer name wins)"
+            )
 
     def read_token_file(self) -> None:
         if not self.has("api_token_file") or "api_token" in self.kwargs:
@@ -170,7 +190,7 @@ class _Resolver:
         if self.has("api_token"):
             self.problem("api_token_file", "is set together with ZWMD_API_TOKEN; set only one")
             return
-        path = Path(str(self.out.values["api_token_file"]).strip()).expanduser()
+        path = Path(str(self.raw["api_token_file"]).strip()).expanduser()
         if not path.is_absolute():
             return  # the field reports it
         try:
@@ -184,7 +204,7 @@ class _Resolver:
         elif any(char.isspace() or not char.isprintable() for char in token):
             self.problem("api_token_file", f"{path} holds whitespace or control characters")
         else:
-            self.set("api_token", token, "ZWMD_API_TOKEN", f"file {path}")
+            self.set("api_token", token, self.env("api_token"), f"file {path}")
 
     def fill_defaults(self) -> None:
         if self.local:
@@ -207,7 +227,7 @@ class _Resolver:
         if self.local:
             self.out.kube_access = KubeAccess("local")
         elif self.has("kubeconfig"):
-            raw = str(self.out.values["kubeconfig"])
+            raw = str(self.raw["kubeconfig"])
             paths = tuple(Path(p).expanduser() for p in raw.split(os.pathsep) if p.strip())
             if not any(path.is_file() for path in paths):
                 self.problem("kubeconfig", f"no file exists at {raw}")
@@ -224,7 +244,7 @@ class _Resolver:
         implementation = self.parsed("implementation", ev.parse_implementation, "kubernetes")
         external = self.parsed("enable_external_logs", ev.parse_flag, False)
         if self.has("log_store"):
-            return str(self.out.values["log_store"]).strip()
+            return str(self.raw["log_store"]).strip()
         if external is not True:
             return "file" if external is False else INVALID
         if isinstance(implementation, _Invalid):
@@ -291,17 +311,27 @@ class _Resolver:
             self.out.notes.append("ZWMD_METRICS_HOST is ignored: ZWMD_METRICS_PORT is not set")
 
 
-def resolve(variables: Mapping[str, tuple[str, str]], data: Mapping[str, Any]) -> Resolved:
-    """Raw values for the model, by field name, with the rules' problems and notes.
+def resolve(
+    fields: Mapping[str, FieldVariables],
+    environ: Mapping[str, object],
+    keywords: Mapping[str, Any] | None = None,
+    *,
+    local: bool = False,
+) -> Resolved:
+    """Raw values for the model, by variable, with the rules' problems and notes.
 
-    :param variables: field name -> (environment variable, example of a valid value)
-    :param data: the settings sources' output: field-name keywords, the environment
-        under ``ENVIRON_KEY`` and the local-mode flag under ``LOCAL_KEY``
+    :param fields: field name -> the variables that feed it and an example
+    :param environ: the whole environment (the fields' variables and the ones the rules
+        read: ``HOME``, ``STATE_DIRECTORY``, ``XDG_STATE_HOME``, ``KUBERNETES_SERVICE_HOST``)
+    :param keywords: values given by field name, which win over the environment
+    :param local: ``zwmd serve --local`` (default names, the embedded Kubernetes)
     """
-    resolver = _Resolver(variables, data)
+    resolver = _Resolver(fields, environ, keywords or {}, local)
     resolver.collect()
     resolver.read_token_file()
     resolver.fill_defaults()
     resolver.kubernetes_access()
     resolver.rules(resolver.log_store())
-    return resolver.out
+    out = resolver.out
+    out.values = {out.sources[name][0]: value for name, value in resolver.raw.items()}
+    return out
