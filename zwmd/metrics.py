@@ -39,6 +39,7 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.exposition import choose_encoder
 
 import zwmd
+from zwmd.states import Reason, State
 
 __all__ = [
     "BUILD_RESULTS",
@@ -55,30 +56,10 @@ __all__ = [
 OTHER = "other"
 NONE = "none"
 
-STATES: tuple[str, ...] = (
-    "queued",
-    "building",
-    "starting",
-    "running",
-    "succeeded",
-    "failed",
-    "cancelled",
-)
-OUTCOMES: tuple[str, ...] = ("succeeded", "failed", "cancelled")
-FAILURE_REASONS: tuple[str, ...] = (
-    "BackoffLimitExceeded",
-    "DeadlineExceeded",
-    "PodFailurePolicy",
-    "ImagePullError",
-    "CrashLoopBackOff",
-    "OOMKilled",
-    "Evicted",
-    "Unschedulable",
-    "CreateFailed",
-    "JobLost",
-    "BuildFailed",
-    "Error",
-)
+STATES: tuple[str, ...] = tuple(state.value for state in State)
+OUTCOMES: tuple[str, ...] = tuple(state.value for state in State if state.is_terminal)
+#: the reasons a workload fails for (a cancelled one has its own state, not a reason)
+FAILURE_REASONS: tuple[str, ...] = tuple(r.value for r in Reason if r is not Reason.CANCELLED)
 BUILD_RESULTS: tuple[str, ...] = ("cache_hit", "built", "failed")
 WATCH_KINDS: tuple[str, ...] = ("Job", "Pod")
 # Watchers name what they watch by resource ("jobs"); the label carries the kind ("Job").

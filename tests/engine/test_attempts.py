@@ -10,12 +10,12 @@ from pathlib import Path
 import pytest
 
 from zwmd.engine.attempts import FIRST_ATTEMPT, message_attempt, next_attempt
-from zwmd.engine.states import Reason, State
 from zwmd.engine.workload import Workload
 from zwmd.kube import naming
 from zwmd.logs.filestore import FileLogStore
 from zwmd.logs.records import LogRecord
 from zwmd.logs.store import LogKey
+from zwmd.states import Reason, State
 
 pytestmark = pytest.mark.anyio
 

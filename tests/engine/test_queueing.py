@@ -10,9 +10,9 @@ import pytest
 
 from zwmd.engine.queueing import active_runners, admit, queue_position
 from zwmd.engine.reasons import Observation
-from zwmd.engine.states import State
 from zwmd.engine.workload import Workload
 from zwmd.kube import naming
+from zwmd.states import State
 
 T0 = datetime(2026, 3, 1, 12, 0, 0, tzinfo=UTC)
 

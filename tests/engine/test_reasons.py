@@ -24,7 +24,7 @@ from tests.engine.kubeobjects import (
     waiting,
 )
 from zwmd.engine.reasons import Observation, human_duration, observe
-from zwmd.engine.states import Reason, State
+from zwmd.states import Reason, State
 
 GRACE = timedelta(minutes=5)
 DEADLINE = timedelta(minutes=10)

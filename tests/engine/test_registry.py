@@ -7,9 +7,9 @@ from datetime import UTC, datetime, timedelta
 
 from zwmd.engine.reasons import Observation
 from zwmd.engine.registry import Entry, Registry
-from zwmd.engine.states import State
 from zwmd.engine.workload import Workload
 from zwmd.kube import naming
+from zwmd.states import State
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 

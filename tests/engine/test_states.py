@@ -6,7 +6,7 @@ import itertools
 
 import pytest
 
-from zwmd.engine.states import ACTIVE, TERMINAL, Reason, State, can_transition
+from zwmd.states import ACTIVE, TERMINAL, Reason, State, can_transition
 
 B, Q, S, R = State.BUILDING, State.QUEUED, State.STARTING, State.RUNNING
 OK, FAIL, CANCEL = State.SUCCEEDED, State.FAILED, State.CANCELLED

@@ -9,7 +9,6 @@ import pytest
 
 from tests.engine.kubeobjects import JOB_NAME, T0, WORKLOAD_ID, at, job, ts
 from zwmd.engine.reasons import Observation
-from zwmd.engine.states import Reason, State
 from zwmd.engine.workload import (
     RecordError,
     Workload,
@@ -17,6 +16,7 @@ from zwmd.engine.workload import (
     spec_hash,
 )
 from zwmd.kube import naming
+from zwmd.states import Reason, State
 
 SUBMITTED = datetime(2026, 3, 1, 11, 59, 55, 123456, tzinfo=UTC)
 

@@ -10,9 +10,7 @@ import pytest
 
 from zwmd.logs.filestore import FileLogStore
 from zwmd.logs.merging import (
-    FIRST_ATTEMPT,
     Deduper,
-    attempt_for_message,
     dedupe,
     merge_by_time,
     message_records,
@@ -143,8 +141,6 @@ async def test_merge_by_time_is_stable() -> None:
     assert got == ["p0", "m1", "m2", "p1", "p2"]
 
 
-def test_messages_go_to_the_latest_attempt_or_the_first() -> None:
-    assert attempt_for_message([]) == FIRST_ATTEMPT
-    assert attempt_for_message([1, 2]) == 2
+def test_an_empty_message_is_one_empty_record() -> None:
     records = message_records("", level=20, ts_ns=BASE, attempt=1)
     assert [r.message for r in records] == [""]

@@ -119,9 +119,12 @@ async def test_an_outage_spools_to_disk_and_uploads_everything_when_back(tmp_pat
     sent = [runner(i) for i in range(3000)]
     spooled: list[int] = []
     drained = anyio.Event()
+    reported = anyio.Event()
 
     def report(nbytes: int) -> None:
         spooled.append(nbytes)
+        if nbytes > 0:
+            reported.set()
         if backend.online and nbytes == 0 and len(spooled) > 1:
             drained.set()
 
@@ -135,8 +138,7 @@ async def test_an_outage_spools_to_disk_and_uploads_everything_when_back(tmp_pat
             assert checkpoint.records == 2000
             assert store.spooled_bytes() > 0
             assert list((tmp_path / "spool").rglob("*.jsonl"))
-            while not any(spooled):  # the maintenance loop reports the spool it holds
-                await anyio.sleep(0.01)
+            await reported.wait()  # the maintenance loop reports the spool it holds
             backend.online = True
             for start in range(2000, 3000, 100):
                 await store.append(key, sent[start : start + 100])

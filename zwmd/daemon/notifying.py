@@ -6,7 +6,7 @@ count failures in ``zwmd_hook_errors_total{hook}`` and log them.
 
 Design notes:
 
-- The reactor reports a transition synchronously, after the new state is recorded on
+- The engine reports a transition synchronously, after the new state is recorded on
   the Job. :meth:`HookNotifier.notify` only appends to a bounded queue; one task
   (:meth:`HookNotifier.run`) delivers. So a slow plugin delays other notifications,
   never a watch event or a state change, and notifications arrive in order.

@@ -34,7 +34,6 @@ from zwmd.engine.imagebuilds import ImageBuilds
 from zwmd.engine.reconciling import EngineListener
 from zwmd.engine.registry import Registry
 from zwmd.engine.runners import Runners, RunSpec, SpecConflict
-from zwmd.engine.states import State
 from zwmd.engine.workload import RecordError, Workload
 from zwmd.kube import naming
 from zwmd.kube.informer import Informer
@@ -42,6 +41,7 @@ from zwmd.kube.jobs import PodPolicy
 from zwmd.logs.records import LogRecord, level_from_name, to_text, to_zenml
 from zwmd.logs.store import LogKey, LogStore
 from zwmd.metrics import Metrics
+from zwmd.states import State
 
 log = logging.getLogger(__name__)
 

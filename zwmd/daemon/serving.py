@@ -55,7 +55,6 @@ from zwmd.engine.imagebuilds import ImageBuilds
 from zwmd.engine.reconciling import EngineTiming, Reconciler
 from zwmd.engine.registry import Registry
 from zwmd.engine.runners import Runners
-from zwmd.engine.states import State
 from zwmd.engine.workload import Transition, Workload
 from zwmd.images.modes import ImageConfig
 from zwmd.kube import naming
@@ -68,6 +67,7 @@ from zwmd.logs.pipeline import LogPipeline
 from zwmd.logs.store import LogKey, LogStore
 from zwmd.metrics import Metrics
 from zwmd.plugins import plugin_manager
+from zwmd.states import State
 
 log = logging.getLogger("zwmd")
 

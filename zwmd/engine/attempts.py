@@ -18,10 +18,10 @@ id and the attempt), so every caller must agree on the number. This is the one r
 
 from __future__ import annotations
 
-from zwmd.engine.states import State
 from zwmd.engine.workload import Workload
 from zwmd.kube import naming
 from zwmd.logs.store import LogKey, LogStore
+from zwmd.states import State
 
 __all__ = ["FIRST_ATTEMPT", "message_attempt", "next_attempt"]
 

@@ -21,7 +21,6 @@ from collections.abc import Sequence
 
 import anyio
 
-from zwmd.engine.states import Reason, State
 from zwmd.engine.workload import Workload
 from zwmd.kube import naming
 from zwmd.kube.client import KubeClient, KubeError, Obj
@@ -30,6 +29,7 @@ from zwmd.logs.merging import message_records
 from zwmd.logs.pipeline import LogPipeline
 from zwmd.logs.records import parse_kubelet_line
 from zwmd.logs.store import LogKey, LogStore
+from zwmd.states import Reason, State
 
 log = logging.getLogger(__name__)
 

@@ -37,24 +37,21 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
 
 import anyio
 
 from zwmd.engine.attempts import next_attempt
 from zwmd.engine.buildlogs import BuildLogs
+from zwmd.engine.imagehooks import ImageHooks
 from zwmd.engine.kubereading import job_failed, parse_time
 from zwmd.engine.pullsecrets import PullSecrets
 from zwmd.engine.reasons import Observation, observe
 from zwmd.engine.reconciling import EngineListener, EngineTiming, Reconciler
 from zwmd.engine.registry import Entry, Registry
 from zwmd.engine.runners import SpecConflict
-from zwmd.engine.states import Reason, State
 from zwmd.engine.workload import Workload
 from zwmd.images.builder import (
-    BuildPlan,
     builder_job,
-    builder_pod_pieces,
     context_configmap,
     push_secret,
     waiter_annotation,
@@ -70,7 +67,7 @@ from zwmd.kube.jobs import PodPolicy
 from zwmd.logs.pipeline import LogPipeline
 from zwmd.logs.store import LogStore
 from zwmd.metrics import Metrics
-from zwmd.plugins import resolve
+from zwmd.states import Reason, State
 
 __all__ = ["ImageBuilds"]
 
@@ -127,11 +124,12 @@ class ImageBuilds:
         self.logs = BuildLogs(
             kube, informer, store, pipeline, ttl_seconds_after_finished=ttl_seconds_after_finished
         )
+        self.hooks = ImageHooks(config, metrics)
         self.credentials = credentials or CredentialSource(
             config_path=config.registry_config,
             secret_name=config.registry_secret,
             kube=kube,
-            hook=self._credentials_hook if config.plugins is not None else None,
+            hook=self.hooks.credentials if config.plugins is not None else None,
         )
         self.builds: dict[str, _Build] = {}  # full image -> the build in flight
         self.by_job: dict[str, _Build] = {}  # builder Job name -> its build
@@ -188,7 +186,8 @@ class ImageBuilds:
         build.waiters[workload_id] = record
         record.workload.job_name = build.job_name
         try:
-            exists = await self._exists(full)
+            auths = await self.credentials.auths(ImageRef.parse(full).registry)
+            exists = await self.hooks.exists(full, auths)
         except RegistryAuthError as exc:
             await self._resolve(build, Reason.BUILD_FAILED, Reason.BUILD_FAILED.message(detail=exc))
             return record.workload
@@ -252,35 +251,6 @@ class ImageBuilds:
         record.finished.set()
         self.registry.evict(record)  # its notes are written by whoever holds it
 
-    async def _exists(self, image: str) -> bool | None:
-        hook = getattr(self.config.plugins, "hook", None)
-        if hook is None:
-            return None
-        auths = await self.credentials.auths(ImageRef.parse(image).registry)
-        with anyio.move_on_after(self.config.check_timeout):
-            try:
-                answer = await resolve(
-                    hook.zwmd_image_exists(settings=self.config.settings, image=image, auths=auths)
-                )
-            except RegistryAuthError:
-                raise
-            except Exception as exc:  # a plugin's bug must not stop builds
-                log.warning("zwmd_image_exists(%s) failed: %r; building", image, exc)
-                self.metrics.hook_error("zwmd_image_exists")
-                return None
-            return None if answer is None else bool(answer)
-        log.warning(
-            "zwmd_image_exists(%s) took over %ss; building", image, self.config.check_timeout
-        )
-        return None
-
-    async def _credentials_hook(self, host: str) -> dict[str, Any] | None:
-        hook = self.config.plugins.hook
-        answer = await resolve(
-            hook.zwmd_registry_credentials(settings=self.config.settings, registry=host)
-        )
-        return answer if isinstance(answer, dict) else None
-
     async def _attach(self, build: _Build, record: Entry) -> None:
         build.waiters[record.workload.id] = record
         record.workload.job_name = build.job_name
@@ -294,29 +264,12 @@ class ImageBuilds:
 
     async def _start(self, build: _Build, dockerfile: str, timeout_seconds: int) -> None:
         """Create the builder Job (or attach to the one that runs), its inputs, and start it."""
-        registry = ImageRef.parse(build.image).registry
-        plan = BuildPlan(
-            image=build.image,
-            dockerfile=dockerfile,
-            job_name=build.job_name,
-            registry=registry,
-            insecure=registry in self.config.insecure_registries,
-            builder_image=self.config.builder_image,
-            builder_args=self.config.builder_args,
-            resources=dict(self.config.builder_resources),
-            timeout_seconds=timeout_seconds,
-        )
-        for prepared in self.config.plugins.hook.zwmd_prepare_push(
-            settings=self.config.settings, image=build.image
-        ):
-            await resolve(prepared)
-        answer = await resolve(
-            self.config.plugins.hook.zwmd_builder_job(settings=self.config.settings, plan=plan)
-        )
+        plan = self.hooks.plan(build.image, dockerfile, build.job_name, timeout_seconds)
+        pod = await self.hooks.builder_pod(plan)
         owner = build.waiters[build.owner].workload
         job = builder_job(
             plan,
-            builder_pod_pieces(answer),
+            pod,
             workload_id=owner.id,
             attempt=owner.attempt,
             policy=self.policy,
@@ -341,7 +294,7 @@ class ImageBuilds:
         build.created = True
         self.by_job[build.job_name] = build
         self.informer.remember("jobs", created)
-        auths = await self.credentials.auths(registry)
+        auths = await self.credentials.auths(plan.registry)
         await self.kube.create_or_replace("configmaps", context_configmap(created, plan))
         await self.kube.create_or_replace("secrets", push_secret(created, plan, auths))
         late = [r for wid, r in build.waiters.items() if wid != owner.id]

@@ -18,7 +18,7 @@ import hashlib
 from zwmd.images.builder import pull_secret
 from zwmd.images.credentials import CredentialSource, dockerconfigjson
 from zwmd.images.registry import ImageRef
-from zwmd.kube.client import KubeClient, KubeError
+from zwmd.kube.client import KubeClient
 
 
 class PullSecrets:
@@ -44,12 +44,6 @@ class PullSecrets:
         name = f"zwmd-pull-{hashlib.sha256(host.encode()).hexdigest()[:16]}"
         body = dockerconfigjson(auths)
         if self._written.get(name) != body:
-            secret = pull_secret(name, auths)
-            try:
-                await self.kube.create("secrets", secret)
-            except KubeError as exc:
-                if exc.code != 409:
-                    raise
-                await self.kube.patch("secrets", name, {"data": secret["data"]})
+            await self.kube.create_or_replace("secrets", pull_secret(name, auths))
             self._written[name] = body
         return [name]

@@ -36,9 +36,9 @@ import heapq
 from collections.abc import Iterable
 from datetime import datetime
 
-from zwmd.engine.states import ACTIVE, State
 from zwmd.engine.workload import Workload
 from zwmd.kube import naming
+from zwmd.states import ACTIVE, State
 
 __all__ = ["AdmissionQueue", "active_runners", "admit", "queue_position"]
 

@@ -2,7 +2,7 @@
 
 :func:`observe` is a pure function from what the watches saw (plain dicts, as parsed
 from the Kubernetes API's JSON) to one :class:`Observation`: a state, a stable
-:class:`~zwmd.engine.states.Reason` when it failed, and a message for humans. It does no
+:class:`~zwmd.states.Reason` when it failed, and a message for humans. It does no
 I/O and keeps no state; the state machine (``workload.Workload.apply``) decides whether
 the observation moves the workload.
 
@@ -74,7 +74,7 @@ from zwmd.engine.kubereading import (
     spec_image,
     true_conditions,
 )
-from zwmd.engine.states import Reason, State
+from zwmd.states import Reason, State
 
 __all__ = ["Observation", "human_duration", "observe", "parse_time"]  # the last two re-exported
 

@@ -39,7 +39,6 @@ from zwmd.engine.kubereading import job_failed, job_finished, parse_time
 from zwmd.engine.reasons import observe
 from zwmd.engine.reconciling import EngineListener, EngineTiming, Reconciler
 from zwmd.engine.registry import Entry, Registry
-from zwmd.engine.states import State
 from zwmd.engine.workload import (
     RecordError,
     Transition,
@@ -51,6 +50,7 @@ from zwmd.kube import naming
 from zwmd.kube.client import KubeClient, KubeError, Obj
 from zwmd.kube.informer import Change, Informer
 from zwmd.kube.jobs import PodPolicy, environment_secret, runner_job
+from zwmd.states import State
 
 log = logging.getLogger(__name__)
 

@@ -4,14 +4,14 @@ A :class:`Workload` is the daemon's in-memory view of one workload. Kubernetes i
 only database, so the record is written as annotations and labels on the workload's Job
 (:meth:`Workload.annotations`, :meth:`Workload.labels`, keys from
 :mod:`zwmd.kube.naming`) and rebuilt from a listed Job (:meth:`Workload.from_job`) when
-a daemon restarts. Everything here is synchronous and pure: the reactor applies the
+a daemon restarts. Everything here is synchronous and pure: the engine applies the
 writes.
 
 Design notes
 ============
 
 - :meth:`Workload.apply` is the only way the state moves, and it moves only along
-  :data:`~zwmd.engine.states.TRANSITIONS`. A refused observation is not an error: watch
+  :data:`~zwmd.states.TRANSITIONS`. A refused observation is not an error: watch
   events arrive late and are replayed after a re-list, so a stale one is dropped (the
   method returns ``None``). Terminal records never change.
 - A change of message (or reason) within the same state is returned as a
@@ -40,8 +40,8 @@ from typing import Any, TypeVar
 
 from zwmd.engine.kubereading import parse_time
 from zwmd.engine.reasons import Observation
-from zwmd.engine.states import Reason, State, can_transition
 from zwmd.kube import naming
+from zwmd.states import Reason, State, can_transition
 
 __all__ = [
     "ANN_EXIT_CODE",
@@ -259,7 +259,7 @@ class Workload:
         return Transition(self.id, previous, target, self.reason, self.message, now)
 
     def admit(self, now: datetime) -> Transition | None:
-        """``queued`` → ``starting``: the reactor is un-suspending the Job."""
+        """``queued`` → ``starting``: admission is un-suspending the Job."""
         return self._command(State.STARTING, None, "Admitted; waiting for the pod.", now)
 
     def cancel(self, now: datetime) -> Transition | None:

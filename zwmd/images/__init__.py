@@ -6,5 +6,5 @@
 - :mod:`zwmd.images.registry` -- does an image exist: the OCI distribution API.
 - :mod:`zwmd.images.builder` -- the builder Job, its ConfigMap and Secrets.
 
-The coordinator that runs builds as workloads is :mod:`zwmd.engine.building`.
+The coordinator that runs builds as workloads is :mod:`zwmd.engine.imagebuilds`.
 """

@@ -7,7 +7,7 @@ alone, so every request that needs no registry and no Job returns at once:
 ``prebuilt``  ``..._RUNNER_IMAGE`` set, building off: that image.
 ``build``     ``..._BUILD_RUNNER_IMAGE=true``: ``<..._DOCKER_REGISTRY>/<image_name>``
               (the registry may carry a path: ``host:port/team``), to be checked in the
-              registry and built when missing (see :mod:`zwmd.engine.building`).
+              registry and built when missing (see :mod:`zwmd.engine.imagebuilds`).
 ``reuse``     neither: the image the snapshot's own build produced, which the adapter
               reads from the server's store and sends as ``reuse_images``
               (``{image key: image}``). The orchestrator's (key ``orchestrator``, or a

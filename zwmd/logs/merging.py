@@ -19,8 +19,8 @@ Design (merge at read time, not at write time):
 - A follower first gets the merged stored stream, then new records as they are stored:
   live records are not held back to wait for a late source.
 - Messages may arrive before a workload has a Job, or for an id zwmd has never seen:
-  they go to :func:`attempt_for_message` (the latest attempt, or the first one), so none
-  is lost and, since attempts are read oldest first, they stay in order.
+  they go to the attempt :func:`zwmd.engine.attempts.message_attempt` names, so none is
+  lost and, since attempts are read oldest first, they stay in order.
 
 De-duplication: a resumed stream asks kubelet for ``sinceTime = mark.since_ns`` (the
 second the last stored line falls in; kubelet's ``sinceTime`` is inclusive and has
@@ -50,7 +50,6 @@ from zwmd.logs.store import SourceMark
 __all__ = [
     "FIRST_ATTEMPT",
     "Deduper",
-    "attempt_for_message",
     "dedupe",
     "merge_by_time",
     "message_records",
@@ -129,11 +128,6 @@ def message_records(
     data = message.encode("utf-8", "replace")
     lines = split_lines(data, max_line_bytes=max_line_bytes) or [""]
     return [LogRecord(ts_ns, source, level, text, attempt) for text in lines]
-
-
-def attempt_for_message(attempts: Sequence[int]) -> int:
-    """Where an API message goes: the latest attempt, or the first before any exists."""
-    return max(attempts) if attempts else FIRST_ATTEMPT
 
 
 async def merge_by_time(streams: Sequence[AsyncIterator[LogRecord]]) -> AsyncIterator[LogRecord]:

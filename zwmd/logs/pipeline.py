@@ -11,7 +11,7 @@ Design notes:
 - Followers of one workload attempt and source take turns (a fair lock, in the order
   the pods were seen): the pods of a Job's retries run one after another anyway, and
   one writer per source keeps the store's resume mark exact.
-- :meth:`LogPipeline.finish` is what the reactor awaits before it gives a finished Job a
+- :meth:`LogPipeline.finish` is what the engine awaits before it gives a finished Job a
   TTL: it waits until the pods were listed, lists the Job's pods itself (the pod watch
   may lag behind the Job watch) and waits until every follower of the Job has done its
   final fetch, appends the failure summary (reason, message and the last lines of the
