@@ -12,6 +12,9 @@ Design notes:
 - Ids: a run is submitted under a UUID; everywhere else an id may also be an alias (the
   ``--run_id``/``--snapshot_id`` values from the run's arguments), because ZenML asks for
   logs by any of the three.
+- A request the Kubernetes API could not serve is never a bare 500: throttling, server
+  errors and an unreachable apiserver answer 503 with ``Retry-After`` (send it again: runs
+  are idempotent by workload id); other refusals answer 502 with Kubernetes' words.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from zwmd import __version__
+from zwmd.kube.client import KubeError
 
 
 class RunRequest(BaseModel):
@@ -165,6 +169,10 @@ def create_app(ops: Operations, *, token: str | None) -> FastAPI:
     async def conflict(_: Request, exc: Conflict) -> JSONResponse:
         return JSONResponse(status_code=409, content={"detail": str(exc)})
 
+    @app.exception_handler(KubeError)
+    async def kube_failed(_: Request, exc: KubeError) -> JSONResponse:
+        return _kube_error_response(exc)
+
     _add_probes(app, ops)
 
     @app.post("/v1/workloads/{workload_id}/run", status_code=202, dependencies=v1)
@@ -212,3 +220,21 @@ def create_app(ops: Operations, *, token: str | None) -> FastAPI:
         return StreamingResponse(stream, media_type="text/plain; charset=utf-8")
 
     return app
+
+
+def _kube_error_response(exc: KubeError) -> JSONResponse:
+    """What a client hears when the Kubernetes API did not do what a request needed.
+
+    Throttling (429), server trouble (5xx) and an unreachable apiserver are passing: 503
+    with ``Retry-After``, and the same request may be sent again (it is idempotent by
+    workload id). Anything else Kubernetes refused is 502, with its words.
+    """
+    detail = f"the Kubernetes API answered {exc.code} {exc.reason}: {exc.message}"
+    if exc.code == 0:
+        detail = f"the Kubernetes API is unreachable: {exc.message}"
+    if exc.code in (0, 429) or exc.code >= 500:
+        retry = max(1, round(exc.retry_after or 1))
+        return JSONResponse(
+            status_code=503, content={"detail": detail}, headers={"Retry-After": str(retry)}
+        )
+    return JSONResponse(status_code=502, content={"detail": detail})

@@ -166,8 +166,8 @@ def test_role_grants_exactly_what_zwmd_uses() -> None:
         ("batch", "jobs/status"): ["get"],
         ("", "pods"): sorted(["get", "list", "watch", "delete"]),
         ("", "pods/log"): ["get"],
-        ("", "secrets"): sorted(["create", "get", "delete", "patch"]),
-        ("", "configmaps"): sorted(["create", "get", "delete"]),
+        ("", "secrets"): sorted(["create", "get", "update", "delete"]),
+        ("", "configmaps"): sorted(["create", "get", "update", "delete"]),
         ("", "events"): sorted(["get", "list", "watch"]),
         ("", "serviceaccounts"): ["get"],
         ("coordination.k8s.io", "leases"): sorted(

@@ -86,7 +86,7 @@ async def test_a_good_set_up_passes_every_check(kube: LocalKube, tmp_path: Path)
     ]
     assert {name for name, (status, _) in rows.items() if status != "ok"} == {"registry"}
     assert rows["registry"] == ("skip", "none configured (runner images: reuse)")
-    assert rows["permissions"][1].startswith("30 verbs allowed")
+    assert rows["permissions"][1].startswith("31 verbs allowed")
     assert "fix" not in output
 
 

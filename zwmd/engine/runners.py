@@ -37,7 +37,7 @@ import anyio
 
 from zwmd.engine.kubereading import job_failed, job_finished, parse_time
 from zwmd.engine.reasons import observe
-from zwmd.engine.reconciling import EngineListener, EngineTiming, Reconciler
+from zwmd.engine.reconciling import RETRY_SECONDS, EngineListener, EngineTiming, Reconciler
 from zwmd.engine.registry import Entry, Registry
 from zwmd.engine.workload import (
     RecordError,
@@ -146,7 +146,7 @@ class Runners:
             raise
         finally:
             entry.creating = False
-        await self.after_work()
+        await self._admit_now_or_later(workload.id)
         return entry.workload, True
 
     async def _create(self, entry: Entry, policy: PodPolicy, spec: RunSpec, digest: str) -> Obj:
@@ -193,7 +193,7 @@ class Runners:
         self.registry.note(workload)
         if transition is not None:
             self.listener.transitioned(workload, transition)
-        await self.after_work()
+        await self._admit_now_or_later(workload.id)
         try:
             await self._finalize(entry)
         finally:
@@ -345,6 +345,15 @@ class Runners:
                     raise
         entry.finished.set()
         self.registry.evict(entry)
+
+    async def _admit_now_or_later(self, key: str) -> None:
+        """Admission after a command: done now, or by the reconciler when it failed (the
+        command itself succeeded, and its caller must hear so)."""
+        try:
+            await self.after_work()
+        except Exception as exc:
+            log.warning("admission after %s: %s (retrying in %ss)", key, exc, RETRY_SECONDS)
+            self.reconciler.recheck(self.name, key, self._now() + timedelta(seconds=RETRY_SECONDS))
 
     async def after_work(self) -> None:
         """Admission: un-suspend the queued Jobs that may start now, in order."""

@@ -1,0 +1,59 @@
+"""Faults on writes, not only on watches: what a real apiserver does under load.
+
+Each fault is injected by localkube on one verb and resource; the daemon stays up, the
+client is told to retry (503 with ``Retry-After``), and the workload ends as it should.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.daemon.conftest import Daemon
+
+pytestmark = pytest.mark.anyio
+
+
+async def test_throttled_admission_is_retried_and_the_run_completes(daemon: Daemon) -> None:
+    faults = daemon.kube.faults
+    faults.fail_next(3, status=429, match=("patch", "jobs"))  # the un-suspend, three times
+    workload = await daemon.submit(command=["sh", "-c", "exit 0"], expect=(202,))
+    job = str(workload["job_name"])
+    pod = await daemon.pod_of(job, timeout=30)  # admitted once the apiserver let it
+    assert faults.pending_failures == 0
+    daemon.kubelet.set_running(daemon.namespace, pod)
+    daemon.kubelet.succeed(daemon.namespace, pod)
+    assert (await daemon.wait(str(workload["id"]), timeout=30))["state"] == "succeeded"
+    assert (await daemon.http.get("/healthz")).status_code == 200  # and the daemon is up
+
+
+async def test_a_failed_secret_create_asks_for_a_retry_that_then_runs(daemon: Daemon) -> None:
+    daemon.kube.faults.fail_next(1, status=500, match=("create", "secrets"))
+    body = {"image": "runner:1", "command": ["sh", "-c", "exit 0"]}
+    url = "/v1/workloads/6a1c1b9e-0000-4000-8000-0000000005e1/run"
+    refused = await daemon.http.post(url, json=body)
+    assert refused.status_code == 503, refused.text
+    assert int(refused.headers["Retry-After"]) >= 1
+    assert "500" in refused.json()["detail"]
+    retried = await daemon.http.post(url, json=body)  # the same request again
+    assert retried.status_code == 202, retried.text
+    job = str(retried.json()["job_name"])
+    assert daemon.kube_object("secrets", f"{job}-env")  # the environment is there now
+    pod = await daemon.pod_of(job, timeout=30)
+    daemon.kubelet.set_running(daemon.namespace, pod)
+    daemon.kubelet.succeed(daemon.namespace, pod)
+    assert (await daemon.wait(retried.json()["id"], timeout=30))["state"] == "succeeded"
+
+
+async def test_cancel_says_cancelled_only_once_the_job_is_deleted(daemon: Daemon) -> None:
+    workload = await daemon.submit(command=["sh", "-c", "sleep 600"], expect=(202,))
+    wid, job = str(workload["id"]), str(workload["job_name"])
+    pod = await daemon.pod_of(job, timeout=30)
+    daemon.kubelet.set_running(daemon.namespace, pod)
+    await daemon.until_state(wid, "running")
+    daemon.kube.faults.fail_next(1, status=500, match=("delete", "jobs"))
+    refused = await daemon.http.delete(f"/v1/workloads/{wid}")
+    assert refused.status_code == 503, refused.text
+    assert (await daemon.get(wid))["state"] == "running"  # not a word about "cancelled"
+    assert daemon.job(job)  # and the Job is still there
+    assert (await daemon.http.delete(f"/v1/workloads/{wid}")).status_code == 204
+    assert (await daemon.wait(wid, timeout=30))["state"] == "cancelled"
