@@ -67,15 +67,17 @@ def start_daemon(
     command: Sequence[str] | None = None,
     env: Mapping[str, str] | None = None,
     ready_timeout: float = 60.0,
+    port: int | None = None,
 ) -> DaemonProcess:
     """Start ``zwmd serve --local`` in ``workdir``; return once it is ready.
 
     ``command`` defaults to this interpreter's ``-m zwmd``; ``env`` is laid over a copy
     of the environment without any ``ZWMD_*`` or ``ZENML_*`` variable of the caller.
-    With ``ZWMD_API_SOCKET`` in ``env`` the daemon listens on that socket instead.
+    With ``ZWMD_API_SOCKET`` in ``env`` the daemon listens on that socket instead;
+    ``port`` (a free one by default) lets a restarted daemon take its predecessor's.
     """
     workdir.mkdir(parents=True, exist_ok=True)
-    port = free_port()
+    port = port or free_port()
     token = secrets.token_urlsafe(16)
     state_dir = workdir / "state"
     log_path = workdir / "zwmd.log"

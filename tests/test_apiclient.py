@@ -88,6 +88,10 @@ def test_configuration_comes_from_the_environment(tmp_path: Path) -> None:
     assert by_socket.socket == "/run/zwmd/api.sock"
     with pytest.raises(ZwmdError, match="ZWMD_CLIENT_TIMEOUT must be a number of seconds"):
         ClientConfig.from_env({"ZWMD_CLIENT_TIMEOUT": "soon"})
+    assert ClientConfig.from_env({}).retry_seconds == 30
+    assert ClientConfig.from_env({"ZWMD_CLIENT_RETRY_SECONDS": "0"}).retry_seconds == 0
+    with pytest.raises(ZwmdError, match="ZWMD_CLIENT_RETRY_SECONDS must be a number of seconds"):
+        ClientConfig.from_env({"ZWMD_CLIENT_RETRY_SECONDS": "-1"})
 
 
 # -- against the daemon -----------------------------------------------------------------
@@ -282,6 +286,22 @@ def test_a_rotated_token_file_is_picked_up(daemon: DaemonProcess, tmp_path: Path
         assert err.value.status == 401
         token_file.write_text(daemon.token + "\n")  # the operator rotates the secret
         assert isinstance(c.list(), list)
+
+
+def test_a_restarting_daemon_is_waited_for(tmp_path: Path) -> None:
+    first = start_daemon(tmp_path / "first")
+    port = int(first.url.rsplit(":", 1)[1])
+    env = {"ZWMD_API_TOKEN": first.token}
+    with Client(ClientConfig(url=first.url, token=first.token, retry_seconds=60)) as c:
+        assert c.list() == []  # the daemon has answered this client
+        first.stop()
+        with ThreadPoolExecutor(1) as pool:
+            second = pool.submit(start_daemon, tmp_path / "second", env=env, port=port)
+            try:
+                wid = _run(c, "print('after the restart')")  # refused until the second is up
+                assert c.wait_terminal(wid, timeout=60).succeeded
+            finally:
+                second.result().stop()
 
 
 def test_over_a_unix_socket_no_token_is_needed(tmp_path: Path) -> None:

@@ -6,9 +6,11 @@ client is told to retry (503 with ``Retry-After``), and the workload ends as it 
 
 from __future__ import annotations
 
+import anyio
 import pytest
 
 from tests.daemon.conftest import Daemon
+from zwmd.apiclient import ApiError, Client, ClientConfig
 
 pytestmark = pytest.mark.anyio
 
@@ -57,3 +59,38 @@ async def test_cancel_says_cancelled_only_once_the_job_is_deleted(daemon: Daemon
     assert daemon.job(job)  # and the Job is still there
     assert (await daemon.http.delete(f"/v1/workloads/{wid}")).status_code == 204
     assert (await daemon.wait(wid, timeout=30))["state"] == "cancelled"
+
+
+# -- the HTTP client: what the ZenML adapter sees ---------------------------------------
+
+
+def _client(daemon: Daemon, retry_seconds: float) -> Client:
+    config = ClientConfig(url=daemon.url, token=daemon.token, retry_seconds=retry_seconds)
+    return Client(config)
+
+
+async def test_the_client_retries_a_503_and_the_run_goes_through(daemon: Daemon) -> None:
+    daemon.kube.faults.fail_next(2, status=500, match=("create", "secrets"))
+    wid = "6a1c1b9e-0000-4000-8000-0000000005e2"
+    with _client(daemon, retry_seconds=30) as client:
+        await anyio.to_thread.run_sync(client.healthz)  # the daemon has answered once
+        workload = await anyio.to_thread.run_sync(
+            lambda: client.run(wid, image="runner:1", command=["sh", "-c", "exit 0"])
+        )
+    assert daemon.kube.faults.pending_failures == 0  # both refusals were met, then retried
+    assert workload.state in ("queued", "starting")
+    pod = await daemon.pod_of(str(workload.job_name), timeout=30)
+    daemon.kubelet.set_running(daemon.namespace, pod)
+    daemon.kubelet.succeed(daemon.namespace, pod)
+    assert (await daemon.wait(wid, timeout=30))["state"] == "succeeded"
+
+
+async def test_without_a_retry_budget_the_client_raises_the_503(daemon: Daemon) -> None:
+    daemon.kube.faults.fail_next(1, status=500, match=("create", "secrets"))
+    wid = "6a1c1b9e-0000-4000-8000-0000000005e3"
+    with _client(daemon, retry_seconds=0) as client, pytest.raises(ApiError) as raised:
+        await anyio.to_thread.run_sync(
+            lambda: client.run(wid, image="runner:1", command=["sh", "-c", "exit 0"])
+        )
+    assert raised.value.status == 503
+    assert "500" in str(raised.value)

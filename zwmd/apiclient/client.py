@@ -1,190 +1,27 @@
-"""The HTTP client of the zwmd daemon: used by the CLI's client verbs and the ZenML adapter.
-
-Responsibility: turn each endpoint of the daemon's API (``/v1/workloads/...``) into one
-method, with a timeout on every request, and turn every failure into one of two
-exceptions a caller can act on: :class:`DaemonUnreachable` (nothing answered, or the
-connection broke) and :class:`ApiError` (the daemon answered with an HTTP error and a
-``detail``).
-
-Design notes:
-
-- This module runs inside the ZenML server process, so it imports nothing of the daemon
-  (import-linter forbids it) and not even :mod:`zwmd.settings`: it reads its own
-  environment variables (:meth:`ClientConfig.from_env`).
-- Synchronous on purpose: its main caller, the ZenML server, calls the workload manager
-  from worker threads. ``httpx.Client`` keeps a thread-safe connection pool, so one
-  :class:`Client` is shared by all of them. Async code (tests) wraps calls in
-  ``anyio.to_thread.run_sync``. Each endpoint is described once (:class:`_Call`), so an
-  async twin would only need its own ``_do``.
-- Waiting is long-polling: ``GET /wait?timeout=S`` holds the request until the workload
-  is terminal or ``S`` passes. :meth:`Client.wait_terminal` chains such calls in short
-  slices (:data:`WAIT_SLICE_SECONDS`) so that no single request outlives a proxy's idle
-  timeout and every request keeps a bounded HTTP timeout.
-- A token file is read at start and read again once when the daemon answers 401, so a
-  rotated token is picked up without restarting the ZenML server.
-"""
+"""The client itself: each endpoint described once (:class:`_Call`), sent with retries."""
 
 from __future__ import annotations
 
-import os
+import random
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Generic, Literal, TypeVar, overload
 
 import httpx
 
-DEFAULT_URL = "http://127.0.0.1:8390"
-DEFAULT_TIMEOUT_SECONDS = 30.0
+from zwmd.apiclient.answers import (
+    ApiError,
+    DaemonTimeout,
+    DaemonUnreachable,
+    Workload,
+)
+from zwmd.apiclient.config import ClientConfig
+
 WAIT_SLICE_SECONDS = 60.0
 WAIT_MARGIN_SECONDS = 15.0
-TERMINAL_STATES = frozenset({"succeeded", "failed", "cancelled"})
+_BACKOFF_MAX_SECONDS = 5.0
 LogFormat = Literal["text", "zenml"]
-
-
-class ZwmdError(Exception):
-    """Base of the errors raised by this client."""
-
-
-class DaemonUnreachable(ZwmdError):
-    """No daemon answered at the configured address, or the connection broke."""
-
-
-class DaemonTimeout(ZwmdError):
-    """The daemon accepted the connection but did not answer in time."""
-
-
-class ApiError(ZwmdError):
-    """The daemon answered with an HTTP error; ``detail`` is its explanation."""
-
-    def __init__(self, status: int, detail: str, *, method: str = "", path: str = "") -> None:
-        self.status = status
-        self.detail = detail
-        self.method = method
-        self.path = path
-        where = f" ({method} {path})" if method else ""
-        hint = ""
-        if status == 401:
-            hint = " — check ZWMD_API_TOKEN / ZWMD_API_TOKEN_FILE against the daemon's token"
-        super().__init__(f"zwmd answered {status}{where}: {detail}{hint}")
-
-
-@dataclass(frozen=True)
-class Workload:
-    """A workload as the daemon reports it; ``raw`` keeps every field it sent.
-
-    ``kind`` is ``runner`` or ``builder`` and ``attempt`` counts reuses of the id, when
-    the daemon says so.
-    """
-
-    id: str
-    state: str
-    reason: str | None = None
-    message: str | None = None
-    image: str | None = None
-    job_name: str | None = None
-    created_at: str | None = None
-    started_at: str | None = None
-    finished_at: str | None = None
-    aliases: tuple[str, ...] = ()
-    kind: str | None = None
-    attempt: int | None = None
-    raw: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
-
-    @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> Workload:
-        def text(key: str) -> str | None:
-            value = data.get(key)
-            return None if value is None else str(value)
-
-        return cls(
-            id=str(data.get("id", "")),
-            state=str(data.get("state", "")),
-            reason=text("reason"),
-            message=text("message"),
-            image=text("image"),
-            job_name=text("job_name"),
-            created_at=text("created_at"),
-            started_at=text("started_at"),
-            finished_at=text("finished_at"),
-            aliases=tuple(str(a) for a in data.get("aliases") or ()),
-            kind=text("kind"),
-            attempt=int(data["attempt"]) if isinstance(data.get("attempt"), int) else None,
-            raw=dict(data),
-        )
-
-    @property
-    def terminal(self) -> bool:
-        return self.state in TERMINAL_STATES
-
-    @property
-    def succeeded(self) -> bool:
-        return self.state == "succeeded"
-
-    def describe(self) -> str:
-        """One line for an error message: state, reason and the daemon's message."""
-        parts = [f"workload {self.id} {self.state}"]
-        if self.reason:
-            parts.append(self.reason)
-        if self.message:
-            parts.append(self.message)
-        return ": ".join(parts)
-
-
-@dataclass(frozen=True)
-class ClientConfig:
-    """Where the daemon is and how to authenticate; see :meth:`from_env`."""
-
-    url: str = DEFAULT_URL
-    socket: str | None = None
-    token: str | None = None
-    token_file: str | None = None
-    timeout: float = DEFAULT_TIMEOUT_SECONDS
-
-    @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> ClientConfig:
-        """Read ``ZWMD_URL`` (``unix:/path`` allowed), ``ZWMD_API_SOCKET``,
-        ``ZWMD_API_TOKEN``, ``ZWMD_API_TOKEN_FILE`` and ``ZWMD_CLIENT_TIMEOUT``.
-
-        A socket, when given, wins over the URL: it needs no token.
-        """
-        env = os.environ if environ is None else environ
-        url = env.get("ZWMD_URL") or DEFAULT_URL
-        socket = env.get("ZWMD_API_SOCKET") or None
-        if url.startswith("unix:"):
-            socket = socket or url.removeprefix("unix:").removeprefix("//")
-            url = DEFAULT_URL
-        raw_timeout = env.get("ZWMD_CLIENT_TIMEOUT") or str(DEFAULT_TIMEOUT_SECONDS)
-        try:
-            timeout = float(raw_timeout)
-        except ValueError:
-            raise ZwmdError(
-                f"ZWMD_CLIENT_TIMEOUT must be a number of seconds, not {raw_timeout!r}"
-            ) from None
-        return cls(
-            url=url.rstrip("/"),
-            socket=socket,
-            token=env.get("ZWMD_API_TOKEN") or None,
-            token_file=env.get("ZWMD_API_TOKEN_FILE") or None,
-            timeout=timeout,
-        )
-
-    @property
-    def address(self) -> str:
-        return f"unix socket {self.socket}" if self.socket else self.url
-
-    def read_token(self) -> str | None:
-        if self.token:
-            return self.token
-        if self.token_file:
-            try:
-                with open(self.token_file, encoding="utf-8") as handle:
-                    return handle.read().strip() or None
-            except OSError as exc:
-                raise ZwmdError(
-                    f"cannot read ZWMD_API_TOKEN_FILE {self.token_file}: {exc}"
-                ) from exc
-        return None
 
 
 T = TypeVar("T")
@@ -200,6 +37,14 @@ class _Call(Generic[T]):
     params: Mapping[str, str] | None = None
     json: Any = None
     timeout: float | None = None
+    idempotent: bool = True  # sending it twice does what sending it once does
+
+
+def _retry_after(response: httpx.Response) -> float:
+    try:
+        return max(0.0, float(response.headers.get("Retry-After", "0")))
+    except ValueError:
+        return 0.0
 
 
 def _workload(response: httpx.Response) -> Workload:
@@ -321,6 +166,7 @@ class Client(_Calls):
             transport = httpx.HTTPTransport(uds=self.config.socket)
         base = "http://zwmd" if self.config.socket else self.config.url
         self._http = httpx.Client(base_url=base, transport=transport, timeout=self.timeout)
+        self._answered = False  # whether the daemon ever answered this client
 
     def close(self) -> None:
         self._http.close()
@@ -335,6 +181,32 @@ class Client(_Calls):
         return {"Authorization": f"Bearer {self._token}"} if self._token else {}
 
     def _send(self, call: _Call[Any]) -> httpx.Response:
+        """One call, retried while the trouble is passing (see the module notes)."""
+        deadline = time.monotonic() + self.config.retry_seconds
+        delay = 0.25
+        while True:
+            try:
+                response = self._send_once(call)
+            except DaemonUnreachable as exc:
+                refused = isinstance(exc.__cause__, httpx.ConnectError)
+                retry = self._answered and (refused or call.idempotent)
+                if not retry or time.monotonic() >= deadline:
+                    raise
+                wait = delay
+            else:
+                self._answered = True
+                if response.status_code != 503 or time.monotonic() >= deadline:
+                    break
+                wait = max(delay, _retry_after(response))
+            delay = min(_BACKOFF_MAX_SECONDS, delay * 2)
+            time.sleep(min(wait * random.uniform(0.8, 1.2), max(0.0, deadline - time.monotonic())))
+        if response.status_code >= 400:
+            raise ApiError(
+                response.status_code, _detail(response), method=call.method, path=call.path
+            )
+        return response
+
+    def _send_once(self, call: _Call[Any]) -> httpx.Response:
         for attempt in (1, 2):
             try:
                 response = self._http.request(
@@ -357,10 +229,6 @@ class Client(_Calls):
                     self._token = fresh
                     continue
             break
-        if response.status_code >= 400:
-            raise ApiError(
-                response.status_code, _detail(response), method=call.method, path=call.path
-            )
         return response
 
     def _do(self, call: _Call[T]) -> T:
@@ -432,7 +300,8 @@ class Client(_Calls):
     def log(self, workload_id: object, message: str, level: str = "INFO") -> None:
         """Append a message to the workload's log stream (the id need not exist yet)."""
         body = {"message": message, "level": level}
-        self._do(_Call("POST", f"/v1/workloads/{_wid(workload_id)}/logs", _nothing, json=body))
+        path = f"/v1/workloads/{_wid(workload_id)}/logs"
+        self._do(_Call("POST", path, _nothing, json=body, idempotent=False))
 
     @overload
     def logs(
