@@ -6,11 +6,17 @@ client is told to retry (503 with ``Retry-After``), and the workload ends as it 
 
 from __future__ import annotations
 
+import dataclasses
+from pathlib import Path
+
 import anyio
 import pytest
 
 from tests.daemon.conftest import Daemon
+from tests.inprocess import until
 from zwmd.apiclient import ApiError, Client, ClientConfig
+from zwmd.daemon.serving import DaemonConfig
+from zwmd.localkube import LocalKube
 
 pytestmark = pytest.mark.anyio
 
@@ -44,6 +50,64 @@ async def test_a_failed_secret_create_asks_for_a_retry_that_then_runs(daemon: Da
     daemon.kubelet.set_running(daemon.namespace, pod)
     daemon.kubelet.succeed(daemon.namespace, pod)
     assert (await daemon.wait(retried.json()["id"], timeout=30))["state"] == "succeeded"
+
+
+def _short_grace(config: DaemonConfig) -> DaemonConfig:
+    timing = dataclasses.replace(config.engine_timing, environment_grace=2.0)
+    return dataclasses.replace(config, engine_timing=timing)
+
+
+async def test_a_job_whose_secret_never_came_fails_without_a_pod_and_blocks_nobody(
+    kube: LocalKube, kubeconfig: Path, tmp_path: Path
+) -> None:
+    body = {"image": "runner:1", "command": ["sh", "-c", "exit 0"]}
+    cut_short = "6a1c1b9e-0000-4000-8000-0000000005e4"
+    async with Daemon.running(
+        kube,
+        kubeconfig,
+        tmp_path,
+        {"ZENML_SERVER_MAX_CONCURRENT_TEMPLATE_RUNS": "1"},
+        adjust=_short_grace,
+    ) as daemon:
+        daemon.kube.faults.fail_next(1, status=500, match=("create", "secrets"))
+        refused = await daemon.http.post(f"/v1/workloads/{cut_short}/run", json=body)
+        assert refused.status_code == 503, refused.text
+        job = str((await daemon.get(cut_short))["job_name"])  # known, and queued
+        assert (await daemon.get(cut_short))["state"] == "queued"
+        behind = await daemon.submit(command=["sh", "-c", "exit 0"], expect=(202,))
+        pod = await daemon.pod_of(str(behind["job_name"]), timeout=30)  # the slot was free
+        daemon.kubelet.set_running(daemon.namespace, pod)
+        daemon.kubelet.succeed(daemon.namespace, pod)
+        failed = await daemon.wait(cut_short, timeout=30)
+        assert failed["state"] == "failed"
+        assert failed["reason"] == "CreateFailed"
+        assert f"{job}-env was never created" in failed["message"]
+        assert daemon.pods(job) == []  # no pod ever ran without its environment
+        await until(lambda: not any(j["metadata"]["name"] == job for j in daemon.jobs()), 10)
+
+
+async def test_a_retry_after_a_restart_completes_a_cut_short_submission(
+    kube: LocalKube, kubeconfig: Path, tmp_path: Path
+) -> None:
+    body = {"image": "runner:1", "command": ["sh", "-c", "exit 0"]}
+    wid = "6a1c1b9e-0000-4000-8000-0000000005e5"
+    async with Daemon.running(kube, kubeconfig, tmp_path) as first:
+        first.kube.faults.fail_next(1, status=500, match=("create", "secrets"))
+        assert (await first.http.post(f"/v1/workloads/{wid}/run", json=body)).status_code == 503
+        config = first.config  # the daemon stops with the Job there and no Secret
+    async with Daemon.running(kube, kubeconfig, tmp_path, config=config) as second:
+        adopted = await second.get(wid)
+        assert adopted["state"] == "queued"  # adopted, and not admitted without its Secret
+        job = str(adopted["job_name"])
+        assert second.job(job)["spec"]["suspend"] is True
+        retried = await second.http.post(f"/v1/workloads/{wid}/run", json=body)
+        assert retried.status_code in (200, 202), retried.text
+        assert retried.json()["job_name"] == job  # the same workload, not a new attempt
+        assert second.kube_object("secrets", f"{job}-env")
+        pod = await second.pod_of(job, timeout=30)
+        second.kubelet.set_running(second.namespace, pod)
+        second.kubelet.succeed(second.namespace, pod)
+        assert (await second.wait(wid, timeout=30))["state"] == "succeeded"
 
 
 async def test_cancel_says_cancelled_only_once_the_job_is_deleted(daemon: Daemon) -> None:

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from zwmd.engine.queueing import active_runners, admit, queue_position
+from zwmd.engine.queueing import AdmissionQueue, active_runners, admit, queue_position
 from zwmd.engine.reasons import Observation
 from zwmd.engine.workload import Workload
 from zwmd.kube import naming
@@ -104,3 +104,16 @@ def test_queue_position() -> None:
     workloads = submitted(3)
     workloads[0].state = State.RUNNING
     assert [queue_position(workloads, w.id) for w in workloads] == [None, 1, 2]
+
+
+def test_a_workload_not_ready_takes_no_slot_and_keeps_its_place() -> None:
+    first, second, third = submitted(3)
+    queue = AdmissionQueue()
+    for workload in (first, second, third):
+        queue.note(workload)
+    not_ready = {first.id}
+    ready = lambda w: w.id not in not_ready  # noqa: E731 (its Secret is not there yet)
+    assert queue.next(2, ready) == [second, third]  # the head holds up nobody
+    assert queue.next(1, ready) == [second]
+    not_ready.clear()
+    assert queue.next(1, ready) == [first]  # once ready, first in line again

@@ -33,7 +33,7 @@ Design notes
 from __future__ import annotations
 
 import heapq
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import datetime
 
 from zwmd.engine.workload import Workload
@@ -79,22 +79,30 @@ class AdmissionQueue:
         """How many runner workloads occupy a slot (``starting`` or ``running``)."""
         return len(self._active)
 
-    def next(self, max_active: int) -> list[Workload]:
+    def next(
+        self, max_active: int, ready: Callable[[Workload], bool] | None = None
+    ) -> list[Workload]:
         """The queued workloads to un-suspend now, first come first (not yet removed).
 
         :param max_active: the most runner workloads that may be active at once (``>= 0``).
+        :param ready: whether a queued workload may start yet; one that may not keeps its
+            place and takes no slot, so it holds up nobody behind it.
         """
         if max_active < 0:
             raise ValueError(f"max_active must be 0 or more, not {max_active}")
         free = max_active - len(self._active)
         chosen: list[tuple[datetime, str, int, Workload]] = []
+        waiting: list[tuple[datetime, str, int, Workload]] = []
         while free > 0 and self._heap:
             entry = heapq.heappop(self._heap)
             if self._queued.get(entry[1]) is not entry[3] or entry[3].state is not State.QUEUED:
                 continue  # left the queue (admitted, cancelled, replaced) since it was pushed
+            if ready is not None and not ready(entry[3]):
+                waiting.append(entry)
+                continue
             chosen.append(entry)
             free -= 1
-        for entry in chosen:  # they stay queued until the caller admits them
+        for entry in chosen + waiting:  # they stay queued until the caller admits them
             heapq.heappush(self._heap, entry)
         return [entry[3] for entry in chosen]
 

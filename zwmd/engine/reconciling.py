@@ -64,6 +64,8 @@ class EngineTiming:
     image_pull_grace: timedelta = timedelta(minutes=5)
     unschedulable_deadline: timedelta = timedelta(minutes=10)
     events_poll_after: float = 2.0  # seconds a started Job may have no pod before Events are read
+    #: seconds a queued Job may wait for its environment Secret (a submission cut short)
+    environment_grace: float = 60.0
     tick: float = 1.0
 
 

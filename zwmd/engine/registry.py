@@ -58,6 +58,8 @@ class Entry:
     target: str = ""  # a build: the full image it waits for ("" when decided at once)
     creating: bool = False
     cancelling: bool = False
+    #: the Job's environment Secret is known to exist (admission waits for it)
+    environment_ready: bool = False
     finalized: bool = False
 
     def __post_init__(self) -> None:

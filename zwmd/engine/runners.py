@@ -9,7 +9,11 @@ id. Design notes:
   the same spec returns that workload; with another spec it is a conflict. Under the id
   of a finished workload it starts the next attempt (:mod:`zwmd.engine.attempts`).
   Writes: Job (suspended), then its environment Secret (owned by the Job), then
-  admission: no pod starts before its Secret exists.
+  admission: no pod starts before its Secret exists. A submission cut short after the Job
+  (a refused Secret, a daemon killed mid-request) leaves a queued Job that admission skips
+  (it takes no slot); the caller's retry of the same request writes the Secret, and
+  without one the workload fails ``CreateFailed`` after ``environment_grace`` and its Job
+  is deleted. A Job found suspended after a restart has its Secret looked up once.
 - **Reconciling** one workload: :func:`~zwmd.engine.reasons.observe` the informer's Job
   and pods (and, for a started Job with no pod, its Events), let
   :meth:`Workload.apply` decide whether the state moves, and record the new state in
@@ -50,7 +54,7 @@ from zwmd.kube import naming
 from zwmd.kube.client import KubeClient, KubeError, Obj
 from zwmd.kube.informer import Change, Informer
 from zwmd.kube.jobs import PodPolicy, environment_secret, runner_job
-from zwmd.states import State
+from zwmd.states import Reason, State
 
 log = logging.getLogger(__name__)
 
@@ -120,7 +124,11 @@ class Runners:
         current = self.registry.get(workload_id)
         if current is not None and current.kind == self.name and not current.workload.is_terminal:
             if current.workload.spec_hash == digest:
-                return current.workload, False
+                if current.environment_ready or current.creating:
+                    return current.workload, False
+                await self._create_environment(current, spec)  # a retry completes a cut-short
+                await self._admit_now_or_later(workload_id)  # submission: accepted now
+                return current.workload, True
             raise SpecConflict(
                 f"workload {workload_id} is {current.workload.state} with another spec; "
                 "cancel it first or use another id"
@@ -137,17 +145,33 @@ class Runners:
         workload.job_name = attempt_job_name(workload_id, workload.attempt)
         entry = self.registry.put(Entry(workload, creating=True))
         try:
-            created = await self._create(entry, policy, spec, digest)
-            secret = environment_secret(created, spec.environment)
-            await self.kube.create_or_replace("secrets", secret)
+            try:
+                created = await self._create(entry, policy, spec, digest)
+            except BaseException:
+                self.registry.discard(entry, restore=current)
+                raise
             self.informer.remember("jobs", created)
-        except BaseException:
-            self.registry.discard(entry, restore=current)
-            raise
+            # The Job exists from here on: a failure leaves it queued, waiting for its
+            # Secret (a retry of this request writes it) until environment_grace.
+            try:
+                await self._create_environment(entry, spec, created)
+            except BaseException:
+                self.reconciler.recheck(self.name, workload_id, self._now())
+                raise
         finally:
             entry.creating = False
         await self._admit_now_or_later(workload.id)
         return entry.workload, True
+
+    async def _create_environment(
+        self, entry: Entry, spec: RunSpec, job: Obj | None = None
+    ) -> None:
+        """Write the Job's environment Secret (owned by the Job); admission waits for it."""
+        job = job or self.informer.job(entry.workload.job_name)
+        if job is None:
+            job = await self.kube.get("jobs", entry.workload.job_name)
+        await self.kube.create_or_replace("secrets", environment_secret(job, spec.environment))
+        entry.environment_ready = True
 
     async def _create(self, entry: Entry, policy: PodPolicy, spec: RunSpec, digest: str) -> Obj:
         workload = entry.workload
@@ -238,7 +262,9 @@ class Runners:
             self.registry.learn(workload)  # nothing left to do: only its aliases matter
             return
         if known is None or (known.kind == self.name and workload.attempt > known.workload.attempt):
-            self.registry.put(Entry(workload))
+            # An un-suspended Job was admitted, and admission waits for the Secret.
+            admitted = not (job.get("spec") or {}).get("suspend")
+            self.registry.put(Entry(workload, environment_ready=admitted))
 
     def _job_deleted(self, job: Obj) -> None:
         try:
@@ -260,6 +286,10 @@ class Runners:
             if entry.creating or entry.cancelling or "jobs" not in self.informer.listed:
                 return
             await self._after(entry, workload.lost(self._now()), record=False)
+            return
+        if workload.state is State.QUEUED and not entry.environment_ready:
+            if not entry.creating:  # (a submission in flight writes the Secret itself)
+                await self._check_environment(entry, job)
             return
         pods = self.informer.pods_of(workload.job_name)
         if _failed_pods_unseen(job, pods):
@@ -284,6 +314,41 @@ class Runners:
         again = min((t for t in (obs.recheck_at, events_again) if t is not None), default=None)
         self.reconciler.recheck(self.name, key, again)
         await self._after(entry, workload.apply(obs, now))
+
+    async def _check_environment(self, entry: Entry, job: Obj) -> None:
+        """A queued Job whose Secret is not known to exist (adopted after a restart, or a
+        submission whose Secret create failed): found, it may be admitted; missing past
+        ``environment_grace`` from the Job's creation, the workload fails and the Job is
+        deleted, so that no pod ever starts without its environment."""
+        name = naming.secret_name(entry.workload.job_name)
+        try:
+            await self.kube.get("secrets", name)
+        except KubeError as exc:
+            if exc.code != 404:
+                raise
+        else:
+            entry.environment_ready = True
+            return
+        now = self._now()
+        created = parse_time(job["metadata"].get("creationTimestamp")) or now
+        deadline = created + timedelta(seconds=self.timing.environment_grace)
+        if now < deadline:
+            self.reconciler.recheck(self.name, entry.workload.id, deadline)
+            return
+        detail = (
+            f"its environment Secret {name} was never created (the submission did not "
+            "complete: the daemon stopped or Kubernetes refused the Secret); submit the run again"
+        )
+        transition = entry.workload.fail(
+            Reason.CREATE_FAILED, Reason.CREATE_FAILED.message(detail=detail), now
+        )
+        try:
+            await self.kube.delete("jobs", entry.workload.job_name, propagation="Background")
+        except KubeError as exc:
+            if exc.code != 404:
+                raise
+        entry.cancelling = True  # the Job is going: not lost, and nothing to flush onto it
+        await self._after(entry, transition, record=False)
 
     async def _read_events(self, entry: Entry, job: Obj, now: datetime) -> datetime | None:
         """Read Events of a started Job that has no pod yet (e.g. FailedCreate).
@@ -358,7 +423,7 @@ class Runners:
     async def after_work(self) -> None:
         """Admission: un-suspend the queued Jobs that may start now, in order."""
         async with self._admission:
-            for workload in self.registry.queue.next(self.max_active):
+            for workload in self.registry.queue.next(self.max_active, self._environment_ready):
                 entry = self.registry.get(workload.id)
                 if entry is None or entry.workload is not workload or entry.creating:
                     continue
@@ -382,6 +447,10 @@ class Runners:
                     raise
                 self.registry.note(workload)
                 self.listener.transitioned(workload, transition)
+
+    def _environment_ready(self, workload: Workload) -> bool:
+        entry = self.registry.get(workload.id)
+        return entry is not None and entry.environment_ready
 
 
 def _flushed(job: Obj) -> bool:
