@@ -91,21 +91,40 @@ class LocalKube:
         runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
         await runner.setup()
         try:
-            site = web.TCPSite(runner, self.host, self.port)
-            await site.start()
-            server = site._server
-            sockets = getattr(server, "sockets", None) or []
-            self.port = sockets[0].getsockname()[1]
+            site = await self._listen(runner)
             async with anyio.create_task_group() as group:
                 for component in (self.job_controller, self.kubelet):
                     if component is not None:
                         group.start_soon(component.run)
+
+                async def outage(seconds: float) -> None:
+                    nonlocal site
+                    await anyio.sleep(0.05)  # let the request that asked for it be answered
+                    await site.stop()  # new connections are refused
+                    assert runner.server is not None
+                    for connection in list(runner.server.connections):
+                        connection.force_close()  # and open ones are closed
+                    self.store.close_watches()
+                    await anyio.sleep(seconds)
+                    site = await self._listen(runner)
+
+                def start_outage(seconds: float) -> None:
+                    group.start_soon(outage, seconds)
+
+                self.faults.outage_handler = start_outage
                 task_status.started()
                 await anyio.sleep_forever()
         finally:
             self.store.close_watches()
             with anyio.CancelScope(shield=True):
                 await runner.cleanup()
+
+    async def _listen(self, runner: web.AppRunner) -> web.TCPSite:
+        site = web.TCPSite(runner, self.host, self.port, reuse_address=True)
+        await site.start()
+        sockets = getattr(site._server, "sockets", None) or []
+        self.port = sockets[0].getsockname()[1]
+        return site
 
     async def __aenter__(self) -> LocalKube:
         self._task_group = anyio.create_task_group()

@@ -8,6 +8,12 @@ Design notes:
 * Failures are queued rules: the next ``count`` requests matching ``(verb, resource)``
   (``None`` matches anything) are answered with the status (429 carries ``Retry-After``,
   as the apiserver's priority-and-fairness does). ``latency`` delays every API request.
+  ``fail_fraction`` answers a random share of matching requests (by default the writes)
+  with 500 or 429 for a while: an apiserver under load, as priority and fairness sheds
+  it, or an etcd that times out. ``injected`` counts every failure answered.
+  ``outage(seconds)`` takes the whole server down for a while, as an apiserver that
+  restarts or a load balancer with no backend: connections are refused and open ones
+  closed, then it listens again on the same port with its objects intact.
   ``drop_watches`` ends every open watch stream (the client sees the connection close);
   ``drop_pod_logs`` cuts every open pod log read mid-response (the logs are kept);
   ``compact_history`` makes every resumed watch from an earlier version get 410.
@@ -17,6 +23,9 @@ Design notes:
 
 from __future__ import annotations
 
+import random
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,6 +42,27 @@ _REASONS = {
     504: "Timeout",
     403: "Forbidden",
 }
+
+
+WRITE_VERBS = ("create", "update", "patch", "delete", "deletecollection")
+
+
+@dataclass
+class FractionRule:
+    """Fail each matching request with probability ``fraction`` until ``until``."""
+
+    fraction: float
+    statuses: tuple[int, ...]
+    verbs: frozenset[str]
+    until: float  # time.monotonic()
+    rng: random.Random
+
+    def draw(self, verb: str) -> int | None:
+        if verb not in self.verbs or time.monotonic() >= self.until:
+            return None
+        if self.rng.random() >= self.fraction:
+            return None
+        return self.rng.choice(self.statuses)
 
 
 @dataclass
@@ -59,7 +89,11 @@ class Faults:
         self.pod_logs = pod_logs
         self.latency = 0.0
         self._rules: list[FailureRule] = []
+        self._fractions: list[FractionRule] = []
         self._denied: set[tuple[str, str]] = set()
+        self.injected = 0  # failures answered so far
+        #: set by the server: start an outage of the given seconds
+        self.outage_handler: Callable[[float], None] | None = None
 
     def fail_next(
         self,
@@ -83,6 +117,31 @@ class Faults:
             )
         )
 
+    def fail_fraction(
+        self,
+        fraction: float,
+        *,
+        seconds: float,
+        statuses: Sequence[int] = (500, 429),
+        verbs: Sequence[str] = WRITE_VERBS,
+        seed: int | None = None,
+    ) -> None:
+        """For ``seconds``, answer a ``fraction`` of the requests of ``verbs`` with one of
+        ``statuses`` (429 with ``Retry-After: 1``)."""
+        if not 0 <= fraction <= 1:
+            raise ValueError(f"fraction must be between 0 and 1, not {fraction}")
+        if not statuses:
+            raise ValueError("statuses must name at least one status")
+        self._fractions.append(
+            FractionRule(
+                fraction,
+                tuple(statuses),
+                frozenset(verbs),
+                time.monotonic() + seconds,
+                random.Random(seed),
+            )
+        )
+
     def take_failure(self, verb: str, resource: str) -> ApiError | None:
         """The error to answer this request with, consuming one matching failure."""
         for rule in self._rules:
@@ -90,17 +149,30 @@ class Faults:
                 rule.remaining -= 1
                 if rule.remaining == 0:
                     self._rules.remove(rule)
-                return ApiError(
-                    rule.status,
-                    _REASONS.get(rule.status, "InternalError"),
-                    rule.message,
-                    retry_after=rule.retry_after,
-                )
+                return self._answer(rule.status, rule.message, rule.retry_after)
+        for fraction in self._fractions:
+            status = fraction.draw(verb)
+            if status is not None:
+                retry_after = 1 if status == 429 else None
+                return self._answer(status, f"localkube: injected {status}", retry_after)
         return None
+
+    def _answer(self, status: int, message: str, retry_after: int | None) -> ApiError:
+        self.injected += 1
+        reason = _REASONS.get(status, "InternalError")
+        return ApiError(status, reason, message, retry_after=retry_after)
 
     @property
     def pending_failures(self) -> int:
         return sum(rule.remaining for rule in self._rules)
+
+    def outage(self, seconds: float) -> None:
+        """Refuse connections (and close the open ones) for ``seconds``."""
+        if self.outage_handler is None:
+            raise RuntimeError("the server is not serving: no outage to start")
+        if not 0 < seconds <= 3600:
+            raise ValueError(f"seconds must be between 0 and 3600, not {seconds}")
+        self.outage_handler(seconds)
 
     def drop_watches(self) -> int:
         """Close every open watch; returns how many there were."""
@@ -125,6 +197,7 @@ class Faults:
         """Remove every injected fault."""
         self.latency = 0.0
         self._rules.clear()
+        self._fractions.clear()
         self._denied.clear()
 
 
@@ -168,6 +241,30 @@ def routes(faults: Faults) -> list[web.RouteDef]:
         )
         return ok()
 
+    async def fail_fraction(request: web.Request) -> web.Response:
+        body = await _body(request)
+        try:
+            faults.fail_fraction(
+                float(body.get("fraction", 0.0)),
+                seconds=float(body.get("seconds", 60.0)),
+                statuses=[int(s) for s in body.get("statuses", (500, 429))],
+                verbs=[str(v) for v in body.get("verbs", WRITE_VERBS)],
+                seed=body.get("seed"),
+            )
+        except (TypeError, ValueError) as exc:
+            raise bad_request(f"fail-fraction: {exc}") from None
+        return ok()
+
+    async def outage(request: web.Request) -> web.Response:
+        try:
+            faults.outage(float((await _body(request)).get("seconds", 0)))
+        except (TypeError, ValueError) as exc:
+            raise bad_request(f"outage: {exc}") from None
+        return ok()
+
+    async def counts(_: web.Request) -> web.Response:
+        return ok(injected=faults.injected, pending=faults.pending_failures)
+
     async def latency(request: web.Request) -> web.Response:
         faults.latency = float((await _body(request)).get("seconds", 0.0))
         return ok()
@@ -186,6 +283,9 @@ def routes(faults: Faults) -> list[web.RouteDef]:
         web.post("/localkube/faults/drop-pod-logs", drop_pod_logs),
         web.post("/localkube/faults/compact", compact),
         web.post("/localkube/faults/fail-next", fail_next),
+        web.post("/localkube/faults/fail-fraction", fail_fraction),
+        web.get("/localkube/faults", counts),
+        web.post("/localkube/faults/outage", outage),
         web.post("/localkube/faults/latency", latency),
         web.post("/localkube/faults/deny", deny),
         web.post("/localkube/faults/reset", reset),
