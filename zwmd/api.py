@@ -24,7 +24,7 @@ import uuid
 from collections.abc import AsyncIterator
 from typing import Any, Literal, Protocol
 
-from fastapi import Depends, FastAPI, HTTPException, Query, Request, Response
+from fastapi import Depends, FastAPI, Header, HTTPException, Query, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -81,7 +81,9 @@ class Operations(Protocol):
 
     def healthy(self) -> tuple[bool, str]: ...
 
-    async def run(self, workload_id: str, request: RunRequest) -> tuple[dict[str, Any], bool]: ...
+    async def run(
+        self, workload_id: str, request: RunRequest, request_key: str = ""
+    ) -> tuple[dict[str, Any], bool]: ...
 
     async def build(self, workload_id: str, request: BuildRequest) -> dict[str, Any]: ...
 
@@ -176,8 +178,15 @@ def create_app(ops: Operations, *, token: str | None) -> FastAPI:
     _add_probes(app, ops)
 
     @app.post("/v1/workloads/{workload_id}/run", status_code=202, dependencies=v1)
-    async def run(workload_id: uuid.UUID, body: RunRequest, response: Response) -> dict[str, Any]:
-        workload, created = await ops.run(str(workload_id), body)
+    async def run(
+        workload_id: uuid.UUID,
+        body: RunRequest,
+        response: Response,
+        idempotency_key: str = Header(default="", max_length=255),
+    ) -> dict[str, Any]:
+        """``Idempotency-Key`` (optional): a retry of one request, with the same key, gets
+        the workload that request made, even when the id's run has finished since."""
+        workload, created = await ops.run(str(workload_id), body, idempotency_key)
         if not created:
             response.status_code = 200
         return workload

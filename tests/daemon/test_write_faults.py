@@ -158,3 +158,31 @@ async def test_without_a_retry_budget_the_client_raises_the_503(daemon: Daemon) 
         )
     assert raised.value.status == 503
     assert "500" in str(raised.value)
+
+
+async def test_a_retried_request_gets_its_run_back_even_finished_and_after_a_restart(
+    kube: LocalKube, kubeconfig: Path, tmp_path: Path
+) -> None:
+    body = {"image": "runner:1", "command": ["sh", "-c", "exit 0"]}
+    wid = "6a1c1b9e-0000-4000-8000-0000000005e6"
+    url, first_try = f"/v1/workloads/{wid}/run", {"Idempotency-Key": "request-1"}
+    async with Daemon.running(kube, kubeconfig, tmp_path) as first:
+        accepted = await first.http.post(url, json=body, headers=first_try)
+        assert accepted.status_code == 202, accepted.text
+        job = str(accepted.json()["job_name"])
+        pod = await first.pod_of(job, timeout=30)
+        first.kubelet.set_running(first.namespace, pod)
+        first.kubelet.succeed(first.namespace, pod)
+        assert (await first.wait(wid, timeout=30))["state"] == "succeeded"
+        retried = await first.http.post(url, json=body, headers=first_try)
+        assert retried.status_code == 200, retried.text  # the answer the first try lost
+        assert (retried.json()["attempt"], retried.json()["job_name"]) == (1, job)
+        config = first.config
+    async with Daemon.running(kube, kubeconfig, tmp_path, config=config) as second:
+        retried = await second.http.post(url, json=body, headers=first_try)
+        assert retried.status_code == 200, retried.text
+        assert retried.json()["attempt"] == 1
+        assert [j["metadata"]["name"] for j in second.jobs()] == [job]  # nothing ran again
+        resumed = await second.http.post(url, json=body, headers={"Idempotency-Key": "request-2"})
+        assert resumed.status_code == 202, resumed.text  # a new request: the next attempt
+        assert resumed.json()["attempt"] == 2

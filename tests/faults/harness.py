@@ -29,6 +29,7 @@ import sys
 import threading
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
@@ -321,6 +322,10 @@ class Fleet:
             pod["metadata"].get("labels", {}).get("zwmd.io/workload-id")
             for pod in cluster.items("pods")
         }
+        jobs = Counter(
+            job["metadata"].get("labels", {}).get("zwmd.io/workload-id")
+            for job in cluster.items("jobs")
+        )
         with daemon.client() as client:
             for run in self.runs:
                 if not run.accepted:
@@ -330,6 +335,9 @@ class Fleet:
                         verdict.ghost_runs += 1
                         verdict.problems.append(f"{run.wid}: ran, but its POST got {run.refusal}")
                     continue
+                if jobs[run.wid] > 1:  # one request, one run: a second attempt is a ghost
+                    verdict.ghost_runs += 1
+                    verdict.problems.append(f"{run.wid}: {jobs[run.wid]} Jobs for one request")
                 final = finals.get(run.wid)
                 if final is None or final.get("state") not in ("succeeded", "failed"):
                     verdict.stuck += 1

@@ -27,8 +27,11 @@ Design notes:
   Kubernetes API, or is starting), a refused connection (a restarting daemon), and a
   connection that broke before the answer (uvicorn closes a connection after a 500). Every
   request is idempotent by workload id except posting a message, which is retried only
-  when it was surely not received (the connection was refused). A daemon that never
-  answered this client is not waited for: "is it running?" is said at once.
+  when it was surely not received (the connection was refused). A run request carries an
+  ``Idempotency-Key`` (one per call, the same on each of its retries): reusing a workload
+  id starts the next attempt, but a retry whose first try had already started a run,
+  which may have finished meanwhile, gets that run back. A daemon that never answered
+  this client is not waited for: "is it running?" is said at once.
 
 Modules: :mod:`~zwmd.apiclient.config` (where the daemon is, timeouts, retry budget),
 :mod:`~zwmd.apiclient.answers` (:class:`Workload` and the errors) and

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 import time
+import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, Literal, TypeVar, overload
@@ -18,6 +19,7 @@ from zwmd.apiclient.answers import (
 )
 from zwmd.apiclient.config import ClientConfig
 
+IDEMPOTENCY_KEY = "Idempotency-Key"
 WAIT_SLICE_SECONDS = 60.0
 WAIT_MARGIN_SECONDS = 15.0
 _BACKOFF_MAX_SECONDS = 5.0
@@ -38,6 +40,7 @@ class _Call(Generic[T]):
     json: Any = None
     timeout: float | None = None
     idempotent: bool = True  # sending it twice does what sending it once does
+    headers: Mapping[str, str] | None = None
 
 
 def _retry_after(response: httpx.Response) -> float:
@@ -114,7 +117,11 @@ class _Calls:
             "environment": dict(environment),
             "timeout_seconds": int(timeout_seconds),
         }
-        return _Call("POST", f"/v1/workloads/{_wid(workload_id)}/run", _workload, json=body)
+        # One key per call, sent again with each retry of it: a retry that reaches a daemon
+        # which already ran the request gets that run back, not a second attempt.
+        key = {IDEMPOTENCY_KEY: str(uuid.uuid4())}
+        path = f"/v1/workloads/{_wid(workload_id)}/run"
+        return _Call("POST", path, _workload, json=body, headers=key)
 
     def _build_call(
         self,
@@ -214,7 +221,7 @@ class Client(_Calls):
                     call.path,
                     params=call.params,
                     json=call.json,
-                    headers=self._headers(),
+                    headers={**self._headers(), **(call.headers or {})},
                     timeout=call.timeout or self.timeout,
                 )
             except httpx.TimeoutException as exc:

@@ -117,7 +117,14 @@ class DaemonOperations:
             raise NotFound(f"no workload has the id or alias {id_or_alias!r}")
         return known
 
-    async def run(self, workload_id: str, request: RunRequest) -> tuple[dict[str, Any], bool]:
+    async def run(
+        self, workload_id: str, request: RunRequest, request_key: str = ""
+    ) -> tuple[dict[str, Any], bool]:
+        """Run a workload, or return the one this request (``request_key``) already made."""
+        known = self._known(workload_id)
+        retried = request_key and known is not None and known.request_key == request_key
+        if retried and known is not None and known.is_terminal:
+            return known.to_api(), False  # a retry whose first try ran: not a new attempt
         spec = RunSpec(
             image=request.image,
             command=tuple(request.command),
@@ -136,7 +143,7 @@ class DaemonOperations:
         attempt = await next_attempt(self.logs_store, workload_id, self._known(workload_id))
         try:
             workload, created = await self.runners.submit(
-                policy, workload_id, spec, attempt=attempt
+                policy, workload_id, spec, attempt=attempt, request_key=request_key
             )
         except SpecConflict as exc:
             raise Conflict(str(exc)) from exc

@@ -117,7 +117,13 @@ class Runners:
     # -- commands ------------------------------------------------------------------------
 
     async def submit(
-        self, policy: PodPolicy, workload_id: str, spec: RunSpec, *, attempt: int
+        self,
+        policy: PodPolicy,
+        workload_id: str,
+        spec: RunSpec,
+        *,
+        attempt: int,
+        request_key: str = "",
     ) -> tuple[Workload, bool]:
         """Create (or find) the runner workload; returns it and whether it is new."""
         digest = spec.digest()
@@ -141,6 +147,7 @@ class Runners:
             aliases=aliases_from_arguments(spec.arguments),
             spec_hash=digest,
             attempt=attempt,
+            request_key=request_key,
         )
         workload.job_name = attempt_job_name(workload_id, workload.attempt)
         entry = self.registry.put(Entry(workload, creating=True))

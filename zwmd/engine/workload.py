@@ -109,6 +109,7 @@ class Workload:
     attempt: int = 1
     spec_hash: str = ""
     exit_code: int | None = None
+    request_key: str = ""  # the Idempotency-Key of the request that made this attempt
 
     def __post_init__(self) -> None:
         self.id = _canonical_uuid(self.id)
@@ -170,6 +171,7 @@ class Workload:
             naming.ANN_STARTED_AT: format_time(self.started_at),
             naming.ANN_FINISHED_AT: format_time(self.finished_at),
             naming.ANN_ATTEMPT: str(self.attempt),
+            naming.ANN_REQUEST_KEY: self.request_key,
             ANN_EXIT_CODE: "" if self.exit_code is None else str(self.exit_code),
         }
 
@@ -224,6 +226,7 @@ class Workload:
             attempt=attempt,
             spec_hash=notes.get(naming.ANN_SPEC_HASH, ""),
             exit_code=exit_code,
+            request_key=notes.get(naming.ANN_REQUEST_KEY, ""),
         )
 
     # -- the state machine ---------------------------------------------------------------

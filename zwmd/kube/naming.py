@@ -32,6 +32,7 @@ ANN_SUBMITTED_AT = f"{DOMAIN}/submitted-at"  # RFC 3339, orders the queue
 ANN_STARTED_AT = f"{DOMAIN}/started-at"
 ANN_FINISHED_AT = f"{DOMAIN}/finished-at"
 ANN_ATTEMPT = f"{DOMAIN}/attempt"
+ANN_REQUEST_KEY = f"{DOMAIN}/request-key"  # the run request's Idempotency-Key, if any
 ANN_LOGS_FLUSHED = f"{DOMAIN}/logs-flushed"
 
 SELECTOR = f"{LABEL_MANAGED_BY}={MANAGED_BY}"
