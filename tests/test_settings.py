@@ -202,6 +202,7 @@ def test_daemon_defaults(home: dict[str, str]) -> None:
     assert settings.image_pull_grace_seconds == 60
     assert settings.unschedulable_deadline_seconds == 300
     assert settings.watch_inactivity_timeout_seconds == 300
+    assert settings.log_inactivity_timeout_seconds == 60
     assert settings.kube_access == KubeAccess("none")
 
 
@@ -394,3 +395,16 @@ def test_without_a_context_the_process_environment_is_read(
     assert process.notes == load_settings().notes
     keywords = Settings(namespace="runners", service_account="runner")
     assert (keywords.namespace, keywords.aws_region) == ("runners", "eu-central-1")
+
+
+@pytest.mark.parametrize(("value", "expected"), [(None, 60.0), ("5", 5.0), ("0", None)])
+def test_log_inactivity_timeout_reaches_the_log_pipeline(
+    home: dict[str, str], value: str | None, expected: float | None
+) -> None:
+    from zwmd.daemon.starting import daemon_config
+
+    env = {**MINIMAL, **home}
+    if value is not None:
+        env["ZWMD_LOG_INACTIVITY_TIMEOUT_SECONDS"] = value
+    config = daemon_config(load_settings(env), kubeconfig=None)
+    assert config.log_timing.inactivity_timeout == expected  # 0: never renewed

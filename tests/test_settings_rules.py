@@ -302,6 +302,10 @@ CASES: list[tuple[dict[str, str], str]] = [
         'ZWMD_WATCH_INACTIVITY_TIMEOUT_SECONDS: "inf" must be a finite number of seconds, 0 or more (e.g. 300)',
     ),
     (
+        {"ZWMD_LOG_INACTIVITY_TIMEOUT_SECONDS": "-1"},
+        'ZWMD_LOG_INACTIVITY_TIMEOUT_SECONDS: "-1" must be a finite number of seconds, 0 or more (e.g. 60)',
+    ),
+    (
         {"KUBECONFIG": "/nonexistent/kubeconfig"},
         "KUBECONFIG: no file exists at /nonexistent/kubeconfig (e.g. /etc/zwmd/kubeconfig)",
     ),

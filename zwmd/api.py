@@ -76,8 +76,7 @@ class Conflict(Exception):
 class Operations(Protocol):
     """What the API asks of the daemon."""
 
-    @property
-    def ready(self) -> bool: ...
+    def readiness(self) -> tuple[bool, str]: ...
 
     def healthy(self) -> tuple[bool, str]: ...
 
@@ -119,8 +118,7 @@ def _add_probes(app: FastAPI, ops: Operations) -> None:
 
     @app.get("/readyz", tags=["probes"])
     async def readyz() -> JSONResponse:
-        ready = ops.ready
-        detail = "ready" if ready else "watches have not listed, or the apiserver is unreachable"
+        ready, detail = ops.readiness()
         return JSONResponse(
             status_code=200 if ready else 503, content={"ok": ready, "detail": detail}
         )

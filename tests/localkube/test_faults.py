@@ -165,3 +165,110 @@ async def test_an_outage_refuses_connections_then_serves_the_same_objects(
     await anyio.sleep(1.0)
     listed = await core.list_namespaced_config_map("default")
     assert [item.metadata.name for item in listed.items] == ["kept"]
+
+
+# --- silent stalls, from a plain HTTP client's view -------------------------------------
+
+NS = "/api/v1/namespaces/default"
+
+
+async def _quiet(stream: aiohttp.StreamReader, seconds: float) -> bool:
+    """Whether ``stream`` stays silent (no byte, no end) for ``seconds``."""
+    try:
+        with anyio.fail_after(seconds):
+            await stream.readany()
+    except TimeoutError:
+        return True
+    return False
+
+
+def _pod_with_log(kube: LocalKube, *lines: bytes) -> None:
+    kube.store.create(
+        "pods",
+        "default",
+        {"metadata": {"name": "p"}, "spec": {"containers": [{"name": "c", "image": "any"}]}},
+    )
+    kube.pod_logs.start("default", "p", "c")
+    for line in lines:
+        kube.pod_logs.append("default", "p", "c", line)
+
+
+async def test_a_stall_holds_open_streams_while_new_connections_work(private_kube: Kube) -> None:
+    kube, _ = private_kube
+    _pod_with_log(kube, b"one\n")
+    async with aiohttp.ClientSession(kube.url) as old, aiohttp.ClientSession(kube.url) as new:
+        follow = await old.get(f"{NS}/pods/p/log", params={"follow": "true"})
+        assert await follow.content.readline() == b"one\n"
+        assert kube.faults.stall() >= 1
+        kube.pod_logs.append("default", "p", "c", b"two\n")
+        assert await _quiet(follow.content, 0.5)  # no byte, and no close either
+        assert not follow.content.at_eof()
+        fresh = await new.get(f"{NS}/pods/p/log")  # a new connection is served as usual
+        assert await fresh.read() == b"one\ntwo\n"
+        assert kube.faults.end_stall() >= 1
+        with anyio.fail_after(5):
+            assert await follow.content.readline() == b"two\n"  # held bytes move on
+        follow.close()
+
+
+async def test_a_stall_holds_requests_on_kept_alive_connections(private_kube: Kube) -> None:
+    kube, _ = private_kube
+    timeout = aiohttp.ClientTimeout(total=0.5)
+    async with aiohttp.ClientSession(kube.url, timeout=timeout) as old:
+        assert (await old.get(f"{NS}/configmaps")).status == 200  # its connection stays open
+        kube.faults.stall()
+        with pytest.raises(TimeoutError):  # neither answered nor refused: it times out
+            await old.get(f"{NS}/configmaps")
+        async with aiohttp.ClientSession(kube.url, timeout=timeout) as new:
+            assert (await new.get(f"{NS}/configmaps")).status == 200
+        kube.faults.end_stall()
+
+
+async def test_a_stall_of_everything_for_some_seconds_delays_new_connections(
+    private_kube: Kube,
+) -> None:
+    kube, _ = private_kube
+    kube.faults.stall(everything=True, seconds=0.5)
+    started = time.monotonic()
+    async with aiohttp.ClientSession(kube.url) as session:
+        response = await session.get(f"{NS}/configmaps")
+        assert response.status == 200
+    assert time.monotonic() - started >= 0.5
+    assert not kube.faults.stalled
+
+
+async def test_a_stall_matching_watches_spares_other_streams_over_http(
+    private_kube: Kube,
+) -> None:
+    kube, _ = private_kube
+    _pod_with_log(kube, b"one\n")
+    async with aiohttp.ClientSession(kube.url) as session:
+        watch = await session.get(
+            f"{NS}/configmaps", params={"watch": "true", "resourceVersion": "0"}
+        )
+        follow = await session.get(f"{NS}/pods/p/log", params={"follow": "true"})
+        assert await follow.content.readline() == b"one\n"
+        async with aiohttp.ClientSession(kube.url) as control:
+            answer = await control.post(
+                "/localkube/faults/stall", json={"verb": "watch", "resource": "configmaps"}
+            )
+            assert (await answer.json())["stalled"] == 1
+            kube.store.create("configmaps", "default", {"metadata": {"name": "c"}, "data": {}})
+            kube.pod_logs.append("default", "p", "c", b"two\n")
+            with anyio.fail_after(5):
+                assert await follow.content.readline() == b"two\n"  # not stalled
+            assert await _quiet(watch.content, 0.5)
+            answer = await control.post("/localkube/faults/end-stall", json={"drop": True})
+            assert (await answer.json())["resumed"] == 1
+        with pytest.raises(aiohttp.ClientError), anyio.fail_after(5):
+            await watch.content.read()  # reset: the event held back never comes
+        follow.close()
+
+
+async def test_a_stall_request_with_bad_seconds_is_refused(private_kube: Kube) -> None:
+    kube, _ = private_kube
+    async with aiohttp.ClientSession(kube.url) as control:
+        answer = await control.post("/localkube/faults/stall", json={"seconds": "soon"})
+        assert answer.status == 400
+        assert "seconds" in (await answer.json())["message"]
+    assert not kube.faults.stalled

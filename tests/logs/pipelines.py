@@ -86,8 +86,15 @@ class Daemon(InProcessDaemon):
     store: GatedStore
 
     @classmethod
-    def serving(cls, kube: LocalKube, state_dir: Path) -> AbstractAsyncContextManager[Self]:
-        """``serve()`` in a fresh namespace of ``kube``, with a file store under ``state_dir``."""
+    def serving(
+        cls,
+        kube: LocalKube,
+        state_dir: Path,
+        *,
+        adjust: Callable[[DaemonConfig], DaemonConfig] | None = None,
+    ) -> AbstractAsyncContextManager[Self]:
+        """``serve()`` in a fresh namespace of ``kube``, with a file store under ``state_dir``
+        (``adjust`` changes the config)."""
         kubeconfig = kube.write_kubeconfig(state_dir / "kubeconfig")
         config = DaemonConfig(
             namespace=f"logs-{uuid.uuid4().hex[:10]}",
@@ -99,7 +106,7 @@ class Daemon(InProcessDaemon):
             kubeconfig=str(kubeconfig),
         )
         store = GatedStore(FileLogStore(state_dir, fsync=False))
-        return cls.running(kube, kubeconfig, state_dir, config=config, store=store)
+        return cls.running(kube, kubeconfig, state_dir, config=config, store=store, adjust=adjust)
 
     async def submit_script(
         self, script: str, *, arguments: Sequence[str] = (), workload_id: str | None = None

@@ -36,6 +36,7 @@ from zwmd.engine.registry import Registry
 from zwmd.engine.runners import Runners, RunSpec, SpecConflict
 from zwmd.engine.workload import RecordError, Workload
 from zwmd.kube import naming
+from zwmd.kube.connectivity import Connectivity
 from zwmd.kube.informer import Informer
 from zwmd.kube.jobs import PodPolicy
 from zwmd.logs.records import LogRecord, level_from_name, to_text, to_zenml
@@ -62,6 +63,7 @@ class DaemonOperations:
     max_loop_lag: float = 5.0
     loop_lag: Callable[[], float] = lambda: 0.0
     listener: EngineListener | None = None
+    connectivity: Connectivity | None = None
 
     # -- probes -------------------------------------------------------------------------
     #
@@ -69,11 +71,19 @@ class DaemonOperations:
     # (the probes are served on it), so the kubelet's timeout and systemd's watchdog see
     # it; a loop that is merely late by more than ``max_loop_lag`` is reported here.
 
-    @property
-    def ready(self) -> bool:
-        """Both watches have listed, and the last request of each reached the apiserver."""
+    def readiness(self) -> tuple[bool, str]:
+        """Both watches have listed, the last request of each reached the apiserver, and
+        no request or watch that timed out (a silent partition) is still unrecovered."""
         watchers = self.informer.watchers
-        return self.informer.synced and all(w.listed and w.reachable for w in watchers)
+        if not self.informer.synced or not all(w.listed for w in watchers):
+            return False, "the watches have not listed yet"
+        for watcher in watchers:
+            if not watcher.reachable:
+                return False, f"the {watcher.resource} watch: the apiserver is unreachable"
+        problem = None if self.connectivity is None else self.connectivity.problem()
+        if problem is not None:
+            return False, problem
+        return True, "ready"
 
     def healthy(self) -> tuple[bool, str]:
         """False when the event loop lags or a watch loop is stuck (not when it reconnects)."""

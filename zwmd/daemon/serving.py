@@ -63,7 +63,7 @@ from zwmd.kube.informer import Informer
 from zwmd.kube.instrumentation import instrument_api_client
 from zwmd.kube.jobs import PodPolicy
 from zwmd.kube.watching import WatchTiming
-from zwmd.logs.pipeline import LogPipeline
+from zwmd.logs.pipeline import LogPipeline, LogTiming
 from zwmd.logs.store import LogKey, LogStore
 from zwmd.metrics import Metrics
 from zwmd.plugins import plugin_manager
@@ -89,6 +89,8 @@ class DaemonConfig:
     kubeconfig: str | None = None
     engine_timing: EngineTiming = field(default_factory=EngineTiming)
     watch_timing: WatchTiming = field(default_factory=WatchTiming)
+    log_timing: LogTiming = field(default_factory=LogTiming)
+    kube_request_timeout: float = 30.0  # seconds for a short Kubernetes call, all of it
     shutdown_grace: float = 8.0  # seconds requests in flight may take after SIGTERM
     images: ImageConfig = field(default_factory=ImageConfig)
 
@@ -242,7 +244,12 @@ async def serve(
     stream_client = await load_api_client(config.kubeconfig, max_connections=0)
     for client in (api_client, stream_client):
         instrument_api_client(client, metrics)
-    kube = KubeClient(api_client, config.namespace, stream_api=stream_client)
+    kube = KubeClient(
+        api_client,
+        config.namespace,
+        stream_api=stream_client,
+        request_timeout=config.kube_request_timeout,
+    )
     hooks = HookNotifier(plugins, metrics)
     listener = _Listener(metrics, hooks=hooks)
     informer = Informer(kube, config.watch_timing, observer=metrics)
@@ -254,6 +261,7 @@ async def serve(
         store,
         spawn=reconciler.spawn,
         on_stored=lambda lines, nbytes: metrics.log_stored(store.name, lines, nbytes),
+        timing=config.log_timing,
     )
     listener.pipeline = pipeline
     runners = Runners(
@@ -294,6 +302,7 @@ async def serve(
         metrics,
         loop_lag=lag.current,
         listener=listener,
+        connectivity=kube.connectivity,
     )
     metrics.count_workloads_with(ops.workload_states)
     app = create_app(ops, token=None if config.api_socket else config.api_token)

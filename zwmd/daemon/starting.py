@@ -27,6 +27,7 @@ from zwmd.engine.reconciling import EngineTiming
 from zwmd.images.modes import ImageConfig
 from zwmd.kube.jobs import PodPolicy
 from zwmd.kube.watching import WatchTiming
+from zwmd.logs.pipeline import LogTiming
 from zwmd.logs.store import LogStore
 from zwmd.metrics import Metrics
 from zwmd.plugins import PluginError, describe, plugin_manager, require_implementation, resolve
@@ -63,6 +64,7 @@ def daemon_config(settings: Settings, *, kubeconfig: str | None) -> DaemonConfig
             unschedulable_deadline=timedelta(seconds=settings.unschedulable_deadline_seconds),
         ),
         watch_timing=WatchTiming(inactivity_timeout=settings.watch_inactivity_timeout_seconds),
+        log_timing=LogTiming(inactivity_timeout=settings.log_inactivity_timeout_seconds or None),
         shutdown_grace=settings.shutdown_grace_seconds,
         images=image_config(settings),
     )

@@ -19,8 +19,9 @@ id. Design notes:
   :meth:`Workload.apply` decide whether the state moves, and record the new state in
   the Job's annotations. Kubernetes is the database. A Job that the informer lost after
   a list (and that is not being created or cancelled) is ``failed``/``JobLost``.
-- **Finishing**: once terminal, the log pipeline completes the attempt's log
-  (:meth:`EngineListener.finished`), then the Job gets ``zwmd.io/logs-flushed`` and its
+- **Finishing**: once terminal, its slot is given to the queue first (admission does
+  not wait behind a log flush), then the log pipeline completes the attempt's log
+  (:meth:`EngineListener.finished`), the Job gets ``zwmd.io/logs-flushed`` and its
   ``ttlSecondsAfterFinished``, and the entry is evicted from the registry.
 - **Admission** (:meth:`Runners.after_work`): the queued workloads that the
   :class:`~zwmd.engine.queueing.AdmissionQueue` names are un-suspended, one lock for all.
@@ -286,7 +287,7 @@ class Runners:
             return
         workload = entry.workload
         if workload.is_terminal:
-            await self._finalize(entry)
+            await self._finish(entry)
             return
         job = self.informer.job(workload.job_name)
         if job is None:
@@ -392,10 +393,21 @@ class Runners:
         self.registry.note(workload)
         self.listener.transitioned(workload, transition)
         if workload.state.is_terminal:
-            try:
-                await self._finalize(entry)  # waiters see the end once the logs are complete
-            finally:
-                entry.finished.set()
+            await self._finish(entry)
+
+    async def _finish(self, entry: Entry) -> None:
+        """A terminal workload: its slot goes to the queue at once, then its logs flush.
+
+        Finalisation waits for the log flush (up to the pipeline's finish timeout, when a
+        stream stalls), the final fetch and the TTL patch: the queued workloads must not
+        wait for any of it. Waiters see the end once the logs are complete.
+        """
+        if not entry.finalized:
+            await self._admit_now_or_later(entry.workload.id)
+        try:
+            await self._finalize(entry)
+        finally:
+            entry.finished.set()
 
     async def _finalize(self, entry: Entry) -> None:
         """Once terminal: let the logs flush, hand the Job to Kubernetes' TTL, evict."""

@@ -12,6 +12,13 @@ Design notes:
   ``Retry-After`` when the server sent one, so callers can tell 404 from 409 from 429
   without parsing strings.
 - Only namespaced resources of one namespace are reached: zwmd works in one namespace.
+- Every call is bounded in time. A short call has ``request_timeout`` for all of it
+  (connect, send, answer, body). A stream (a watch, a log follow) has
+  ``inactivity_timeout``: its headers must come within it, and so must every next byte
+  (:meth:`WatchStream.chunks`), else :class:`StreamStalled`. One mechanism for both
+  kinds of stream: a silent partition stops old connections without closing them, and
+  only a timeout can tell. Each timeout, and each answer after one, is told to
+  :class:`~zwmd.kube.connectivity.Connectivity` (the readiness probe's reason).
 """
 
 from __future__ import annotations
@@ -26,6 +33,8 @@ import anyio
 import orjson
 from kubernetes_asyncio import client as k8s
 from kubernetes_asyncio import config as k8s_config
+
+from zwmd.kube.connectivity import Connectivity
 
 Obj = dict[str, Any]
 
@@ -53,6 +62,10 @@ class KubeError(Exception):
         self.reason = reason
         self.message = message
         self.retry_after = retry_after
+
+
+class StreamStalled(TimeoutError):
+    """A stream moved no byte for its inactivity timeout (its connection may still be open)."""
 
 
 async def load_api_client(
@@ -98,14 +111,38 @@ async def _raise_for_status(response: aiohttp.ClientResponse) -> None:
 
 @dataclass(frozen=True, slots=True)
 class WatchStream:
-    """An open watch: raw event lines, closed by leaving the ``async with``."""
+    """An open stream (a watch, a log): raw chunks or lines, closed by leaving the ``async with``."""
 
     response: aiohttp.ClientResponse
+    #: seconds without a byte after which a read raises :class:`StreamStalled` (None: never)
+    inactivity_timeout: float | None = None
+    name: str = "stream"
+    #: told of a stall (None: silence is no evidence of one, e.g. a quiet container's log)
+    connectivity: Connectivity | None = None
+
+    async def chunks(self) -> AsyncIterator[bytes]:
+        """The body as it arrives, each read bounded by ``inactivity_timeout``."""
+        content = self.response.content
+        while True:
+            if self.inactivity_timeout is None:
+                chunk = await content.readany()
+            else:
+                with anyio.move_on_after(self.inactivity_timeout) as waited:
+                    chunk = await content.readany()
+                if waited.cancelled_caught:
+                    if self.connectivity is not None:
+                        self.connectivity.stream_stalled(self.name, self.inactivity_timeout)
+                    raise StreamStalled(
+                        f"{self.name}: no byte for {self.inactivity_timeout:g}s (inactivity timeout)"
+                    )
+            if not chunk:
+                return
+            yield chunk
 
     async def lines(self) -> AsyncIterator[bytes]:
         """Complete lines, however long (aiohttp's ``readline`` caps a line's length)."""
         pending = bytearray()
-        async for chunk in self.response.content.iter_any():
+        async for chunk in self.chunks():
             if b"\n" not in chunk:
                 pending += chunk
                 continue
@@ -144,11 +181,13 @@ class KubeClient:
         stream_api: k8s.ApiClient | None = None,
         request_timeout: float = 30.0,
         max_concurrent: int = 32,
+        connectivity: Connectivity | None = None,
     ):
         self.api = api
         self.stream_api = stream_api or api
         self.namespace = namespace
         self.request_timeout = request_timeout
+        self.connectivity = connectivity or Connectivity()
         # Short calls wait for one of these slots (watches and log streams do not): a burst
         # of hundreds of workloads queues here instead of timing out in the connection pool.
         self._slots = anyio.Semaphore(max_concurrent)
@@ -170,8 +209,9 @@ class KubeClient:
         body: Any = None,
         content_type: str = "application/json",
         read_timeout: Any = None,
-        stream: bool = False,
+        stream: str | None = None,
     ) -> aiohttp.ClientResponse:
+        """One request; ``stream`` names a stream (its own pool, answered when opened)."""
         headers = {"Accept": "application/json", "Content-Type": content_type}
         api = self.stream_api if stream else self.api
         try:
@@ -185,10 +225,40 @@ class KubeClient:
                 _preload_content=False,
                 _request_timeout=read_timeout if read_timeout is not None else self.request_timeout,
             )
-        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+        except TimeoutError as exc:
+            if stream is None:
+                self.connectivity.request_timed_out(f"{method} {path}", self.request_timeout)
+            raise KubeError(0, "Unreachable", f"{method} {path}: timed out ({exc!r})") from exc
+        except (aiohttp.ClientError, OSError) as exc:
             raise KubeError(0, "Unreachable", f"{method} {path}: {exc!r}") from exc
+        self.connectivity.answered(stream)
         await _raise_for_status(response)
         return response
+
+    async def _stream(
+        self,
+        path: str,
+        query: Mapping[str, Any],
+        name: str,
+        inactivity_timeout: float | None,
+        *,
+        silence_is_stall: bool,
+    ) -> WatchStream:
+        """Open a stream whose headers must come within ``inactivity_timeout``.
+
+        Headers that do not come are a stall whatever the stream; silence afterwards is
+        one only when the server would have sent something (``silence_is_stall``).
+        """
+        timeout = aiohttp.ClientTimeout(total=None, sock_connect=self.request_timeout)
+        with anyio.move_on_after(inactivity_timeout) as waited:
+            response = await self._call("GET", path, query=query, read_timeout=timeout, stream=name)
+        if waited.cancelled_caught:
+            assert inactivity_timeout is not None
+            self.connectivity.stream_stalled(name, inactivity_timeout)
+            raise StreamStalled(f"{name}: no answer for {inactivity_timeout:g}s")
+        return WatchStream(
+            response, inactivity_timeout, name, self.connectivity if silence_is_stall else None
+        )
 
     async def request_json(self, method: str, path: str, **kwargs: Any) -> Obj:
         """Any call by absolute path (``/version``, access reviews), as a dict."""
@@ -266,6 +336,7 @@ class KubeClient:
         resource_version: str,
         label_selector: str | None = None,
         timeout_seconds: int = 300,
+        inactivity_timeout: float | None = None,
     ) -> WatchStream:
         """Open a watch from ``resource_version``; read it with :meth:`WatchStream.lines`."""
         query: dict[str, Any] = {
@@ -276,14 +347,13 @@ class KubeClient:
         }
         if label_selector:
             query["labelSelector"] = label_selector
-        response = await self._call(
-            "GET",
+        return await self._stream(
             self.path(resource),
-            query=query,
-            read_timeout=aiohttp.ClientTimeout(total=None, sock_connect=self.request_timeout),
-            stream=True,
+            query,
+            f"watch {resource}",
+            inactivity_timeout,
+            silence_is_stall=True,  # bookmarks come while nothing changes
         )
-        return WatchStream(response)
 
     async def pod_log(
         self,
@@ -293,6 +363,7 @@ class KubeClient:
         follow: bool = False,
         since_time: str | None = None,
         tail_lines: int | None = None,
+        inactivity_timeout: float | None = None,
     ) -> WatchStream:
         """A pod's log with timestamps, as a stream of raw lines."""
         query: dict[str, Any] = {"timestamps": True, "follow": follow}
@@ -302,14 +373,13 @@ class KubeClient:
             query["sinceTime"] = since_time
         if tail_lines is not None:
             query["tailLines"] = tail_lines
-        response = await self._call(
-            "GET",
+        return await self._stream(
             self.path("pods", pod, "log"),
-            query=query,
-            read_timeout=aiohttp.ClientTimeout(total=None, sock_connect=self.request_timeout),
-            stream=True,
+            query,
+            f"log of pod {pod}",
+            inactivity_timeout,
+            silence_is_stall=False,  # a container may print nothing for hours
         )
-        return WatchStream(response)
 
 
 def _query_value(value: Any) -> str:

@@ -11,7 +11,9 @@ Design notes (the watch loop is split from processing, as in kopf):
 - ``410 Expired`` (as an ERROR event or an HTTP status) means the history is gone:
   re-list. Nothing else forces a re-list.
 - No event and no bookmark for ``inactivity_timeout`` seconds means the stream is stuck
-  (a half-open TCP connection never says so): drop it and resume.
+  (a half-open TCP connection, a silent partition never says so): drop it and resume.
+  The client's stream enforces it (:class:`~zwmd.kube.client.StreamStalled`, the same
+  timeout as a log follow's) and tells the readiness probe.
 - 429 and 5xx back off exponentially with jitter, honouring ``Retry-After``; a
   connection error backs off the same way. The backoff resets after a good list or
   stream.
@@ -171,28 +173,28 @@ class Watcher:
 
     async def _stream(self) -> None:
         self._progress()
-        with anyio.fail_after(self.timing.inactivity_timeout):  # the headers never came
-            stream = await self.kube.watch(
-                self.resource,
-                resource_version=self.resource_version,
-                label_selector=self.label_selector,
-                timeout_seconds=self.timing.server_timeout,
-            )
+        # the client bounds the wait for the headers and for every next line alike
+        stream = await self.kube.watch(
+            self.resource,
+            resource_version=self.resource_version,
+            label_selector=self.label_selector,
+            timeout_seconds=self.timing.server_timeout,
+            inactivity_timeout=self.timing.inactivity_timeout,
+        )
         self.reachable = True
         self._backoff = 0.0
         async with stream:
             lines = stream.lines().__aiter__()
             while True:
                 self._progress()
-                with anyio.fail_after(self.timing.inactivity_timeout):
-                    try:
-                        line = await lines.__anext__()
-                    except StopAsyncIteration:
-                        return  # the server ended the stream: resume from where we are
-                    except (aiohttp.ClientError, OSError) as exc:  # cut mid-stream
-                        raise KubeError(
-                            0, "Unreachable", f"watch {self.resource}: {exc!r}"
-                        ) from exc
+                try:
+                    line = await lines.__anext__()
+                except StopAsyncIteration:
+                    return  # the server ended the stream: resume from where we are
+                except TimeoutError:
+                    raise  # stalled (StreamStalled): resume, counted as a timeout
+                except (aiohttp.ClientError, OSError) as exc:  # cut mid-stream
+                    raise KubeError(0, "Unreachable", f"watch {self.resource}: {exc!r}") from exc
                 await self._dispatch(orjson.loads(line))
 
     async def _dispatch(self, event: dict[str, Any]) -> None:

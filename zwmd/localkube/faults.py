@@ -17,16 +17,27 @@ Design notes:
   ``drop_watches`` ends every open watch stream (the client sees the connection close);
   ``drop_pod_logs`` cuts every open pod log read mid-response (the logs are kept);
   ``compact_history`` makes every resumed watch from an earlier version get 410.
+* ``stall`` is a silent partition: the connections open at that moment (watch streams,
+  pod log follows, requests in flight, idle kept-alive connections) stop moving bytes,
+  without a close and without an RST, while new connections are served as usual
+  (``everything=True`` holds new ones too). ``match=(verb, resource)`` stalls only the
+  connections serving such a request now, in RBAC's words (``("get", "pods/log")``,
+  ``("watch", "jobs")``). The stall ends after ``seconds`` or with ``end_stall``: what
+  was held moves on as a network that heals delivers it, unless ``drop=True`` resets the
+  held connections (the server gave up on them meanwhile). A request that arrives on a
+  stalled connection waits too. Held bytes are held in localkube, not in the kernel:
+  the client cannot tell.
 * ``deny(verb, resource)`` only affects SelfSubjectAccessReview answers (RBAC is not
   enforced on requests): it lets ``zwmd doctor`` be tested against missing permissions.
 """
 
 from __future__ import annotations
 
+import asyncio
 import random
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
@@ -80,8 +91,19 @@ class FailureRule:
         )
 
 
+@dataclass
+class _Stall:
+    connections: set[asyncio.BaseTransport]
+    everything: bool
+    over: asyncio.Event = field(default_factory=asyncio.Event)
+    timer: asyncio.TimerHandle | None = None
+
+    def holds(self, transport: asyncio.BaseTransport | None) -> bool:
+        return self.everything or transport in self.connections
+
+
 class Faults:
-    """Injected failures, latency, dropped watches, compaction and access denials."""
+    """Injected failures, latency, stalls, dropped watches, compaction and access denials."""
 
     def __init__(self, store: Store, pod_logs: Any = None) -> None:
         self._store = store
@@ -94,6 +116,9 @@ class Faults:
         self.injected = 0  # failures answered so far
         #: set by the server: start an outage of the given seconds
         self.outage_handler: Callable[[float], None] | None = None
+        #: open connections and what each serves now, ``(verb, resource)`` or None (idle)
+        self._connections: dict[asyncio.BaseTransport, tuple[str, str] | None] = {}
+        self._stall: _Stall | None = None
 
     def fail_next(
         self,
@@ -186,6 +211,70 @@ class Faults:
         """Forget the watch history: resuming from any earlier version gives 410 Expired."""
         self._store.compact()
 
+    # --- silent stalls ------------------------------------------------------------------
+
+    def serving(
+        self, transport: asyncio.BaseTransport | None, what: tuple[str, str] | None
+    ) -> None:
+        """The server's note: ``transport`` now serves ``what`` (None: it is idle)."""
+        if transport is None:
+            return
+        if len(self._connections) > 256:
+            for each in [t for t in self._connections if t.is_closing()]:
+                del self._connections[each]
+        self._connections[transport] = what
+
+    def stall(
+        self,
+        *,
+        match: tuple[str | None, str | None] | None = None,
+        everything: bool = False,
+        seconds: float | None = None,
+    ) -> int:
+        """Stop moving bytes on the open connections; returns how many were stalled."""
+        verb, resource = match if match is not None else (None, None)
+        chosen = {
+            transport
+            for transport, what in self._connections.items()
+            if not transport.is_closing()
+            and (
+                match is None
+                or (what is not None and verb in (None, what[0]) and resource in (None, what[1]))
+            )
+        }
+        if self._stall is not None:  # one stall at a time: a new one adds to it
+            chosen |= self._stall.connections
+            everything = everything or self._stall.everything
+            self.end_stall()
+        self._stall = _Stall(chosen, everything)
+        if seconds is not None:
+            self._stall.timer = asyncio.get_running_loop().call_later(seconds, self.end_stall)
+        return len(chosen)
+
+    def end_stall(self, *, drop: bool = False) -> int:
+        """End the stall: held connections move on (``drop``: they are reset instead)."""
+        stall, self._stall = self._stall, None
+        if stall is None:
+            return 0
+        if stall.timer is not None:
+            stall.timer.cancel()
+        if drop:
+            for transport in stall.connections:
+                abort = getattr(transport, "abort", None)
+                if abort is not None:
+                    abort()
+        stall.over.set()
+        return len(stall.connections)
+
+    @property
+    def stalled(self) -> bool:
+        return self._stall is not None
+
+    async def hold(self, transport: asyncio.BaseTransport | None) -> None:
+        """Return once ``transport`` may move bytes (at once when it is not stalled)."""
+        while self._stall is not None and self._stall.holds(transport):
+            await self._stall.over.wait()
+
     def deny(self, verb: str, resource: str) -> None:
         """Make SelfSubjectAccessReview answer ``allowed: false`` for ``(verb, resource)``."""
         self._denied.add((verb, resource))
@@ -199,6 +288,7 @@ class Faults:
         self._rules.clear()
         self._fractions.clear()
         self._denied.clear()
+        self.end_stall()
 
 
 async def _body(request: web.Request) -> dict[str, Any]:
@@ -274,6 +364,22 @@ def routes(faults: Faults) -> list[web.RouteDef]:
         faults.deny(str(body.get("verb", "*")), str(body.get("resource", "*")))
         return ok()
 
+    async def stall(request: web.Request) -> web.Response:
+        body = await _body(request)
+        verb, resource = body.get("verb"), body.get("resource")
+        seconds = body.get("seconds")
+        if seconds is not None and not isinstance(seconds, int | float):
+            raise bad_request("stall: seconds must be a number")
+        stalled = faults.stall(
+            match=None if verb is None and resource is None else (verb, resource),
+            everything=bool(body.get("everything", False)),
+            seconds=None if seconds is None else float(seconds),
+        )
+        return ok(stalled=stalled)
+
+    async def end_stall(request: web.Request) -> web.Response:
+        return ok(resumed=faults.end_stall(drop=bool((await _body(request)).get("drop", False))))
+
     async def reset(_: web.Request) -> web.Response:
         faults.reset()
         return ok()
@@ -288,5 +394,7 @@ def routes(faults: Faults) -> list[web.RouteDef]:
         web.post("/localkube/faults/outage", outage),
         web.post("/localkube/faults/latency", latency),
         web.post("/localkube/faults/deny", deny),
+        web.post("/localkube/faults/stall", stall),
+        web.post("/localkube/faults/end-stall", end_stall),
         web.post("/localkube/faults/reset", reset),
     ]

@@ -14,7 +14,9 @@ Design notes:
   Success Status.
 * Pagination: ``continue`` is an opaque token encoding the last key served; items are
   ordered by (namespace, name) as etcd orders its keys.
-* A middleware applies injected faults (latency, 429/500) before any API request.
+* A middleware applies injected faults (latency, 429/500) before any API request, notes
+  what each connection serves (what a stall matches) and holds a stalled connection's
+  request and its answer; the streams hold their writes (:mod:`zwmd.localkube.streaming`).
 """
 
 from __future__ import annotations
@@ -180,7 +182,9 @@ async def handle_object(request: web.Request, store: Store, route: Route) -> web
     status_only = route.subresource == "status"
     if route.subresource == "log" and resource == "pods" and method == "GET":
         assert namespace is not None
-        return await streaming.pod_log(request, store, request.app[POD_LOGS], namespace, name)
+        return await streaming.pod_log(
+            request, store, request.app[POD_LOGS], namespace, name, hold=request.app[FAULTS].hold
+        )
     if route.subresource is not None and not (status_only and kind.status_subresource):
         raise ApiError(404, "NotFound", "the server could not find the requested resource")
     if method == "GET":
@@ -239,6 +243,7 @@ async def handle_collection(request: web.Request, store: Store, route: Route) ->
                 route.resource,
                 route.namespace,
                 bookmark_interval=request.app[BOOKMARK_INTERVAL],
+                hold=request.app[FAULTS].hold,
             )
         return list_response(store, route, request.query)
     if request.method == "POST":
@@ -320,20 +325,45 @@ async def dispatch(request: web.Request) -> web.StreamResponse:
     return await handle_object(request, store, route)
 
 
+def rbac_words(request: web.Request) -> tuple[str, str]:
+    """``(verb, resource)`` of an API request as RBAC names them (``get``, ``pods/log``)."""
+    parsed = parse_path(request.path)
+    route = route_for(*parsed) if parsed else None
+    if route is None:
+        return request.method.lower(), ""
+    resource = route.resource
+    if route.subresource:
+        resource = f"{resource}/{route.subresource}"
+    return route.verb(request.method, request.query), resource
+
+
 @web.middleware
 async def api_errors(request: web.Request, handler: Any) -> web.StreamResponse:
-    latency = request.app[FAULTS].latency
-    if latency and not request.path.startswith("/localkube/"):
-        await asyncio.sleep(latency)
+    faults_ = request.app[FAULTS]
+    # fault control (``/localkube/...``) is never delayed or held
+    transport = None if request.path.startswith("/localkube/") else request.transport
     try:
-        response: web.StreamResponse = await handler(request)
+        if transport is not None:
+            faults_.serving(transport, rbac_words(request))
+            await faults_.hold(transport)
+            if faults_.latency:
+                await asyncio.sleep(faults_.latency)
+        try:
+            response: web.StreamResponse = await handler(request)
+        except ApiError as error:
+            response = error_response(error)
+        except web.HTTPException:
+            raise
+        except Exception as error:  # a bug in localkube: answer as the apiserver would
+            response = error_response(
+                ApiError(500, "InternalError", f"Internal error occurred: {error!r}")
+            )
+        if transport is not None:
+            await faults_.hold(transport)  # an answer due while stalled waits
         return response
-    except ApiError as error:
-        return error_response(error)
-    except web.HTTPException:
-        raise
-    except Exception as error:  # a bug in localkube: answer as the apiserver would
-        return error_response(ApiError(500, "InternalError", f"Internal error occurred: {error!r}"))
+    finally:
+        if transport is not None:
+            faults_.serving(transport, None)
 
 
 def create_app(

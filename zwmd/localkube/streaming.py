@@ -13,13 +13,17 @@ Design notes:
 * ``timeoutSeconds`` ends the stream; ``Faults.drop_watches`` ends it from the store side.
 * Pod logs come from a :class:`PodLogSource`; the first chunk is awaited before the
   response starts so that its 400/404 still become proper Status responses.
+* Every write first passes ``hold`` (:meth:`zwmd.localkube.faults.Faults.hold`): while
+  the connection is stalled, nothing more goes out, and the stream neither ends nor
+  closes; what comes meanwhile goes out when the stall ends.
 """
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, Protocol
 
 import orjson
@@ -31,6 +35,12 @@ from zwmd.localkube.store import Store
 from zwmd.localkube.watching import WatchEvent, event_line
 
 _MAX_WRITE = 1 << 20  # split very large batches (e.g. a huge initial list) into ~1 MiB writes
+
+Hold = Callable[[asyncio.BaseTransport | None], Awaitable[None]]
+
+
+async def _no_hold(_: asyncio.BaseTransport | None) -> None:
+    return None
 
 
 class PodLogSource(Protocol):
@@ -65,11 +75,19 @@ def query_int(query: Any, name: str) -> int | None:
         raise bad_request(f"invalid {name} {raw!r}: must be an integer") from None
 
 
-async def _start(request: web.Request, content_type: str) -> web.StreamResponse:
+async def _start(request: web.Request, content_type: str, hold: Hold) -> web.StreamResponse:
+    await hold(request.transport)
     response = web.StreamResponse(status=200, headers={"Content-Type": content_type})
     response.enable_chunked_encoding()
     await response.prepare(request)
     return response
+
+
+async def _write(
+    request: web.Request, response: web.StreamResponse, data: bytes, hold: Hold
+) -> None:
+    await hold(request.transport)
+    await response.write(data)
 
 
 async def watch(
@@ -79,6 +97,7 @@ async def watch(
     namespace: str | None,
     *,
     bookmark_interval: float,
+    hold: Hold = _no_hold,
 ) -> web.StreamResponse:
     """Serve ``?watch=true`` on a collection."""
     query = request.query
@@ -95,12 +114,12 @@ async def watch(
     except ApiError as error:
         if error.code != 410:
             raise
-        response = await _start(request, "application/json")
-        await response.write(event_line("ERROR", orjson.dumps(error.status())))
+        response = await _start(request, "application/json", hold)
+        await _write(request, response, event_line("ERROR", orjson.dumps(error.status())), hold)
         await response.write_eof()
         return response
     kind = RESOURCES[resource]
-    response = await _start(request, "application/json")
+    response = await _start(request, "application/json", hold)
     loop_time = time.monotonic
     deadline = loop_time() + timeout if timeout else None
     next_bookmark = loop_time() + bookmark_interval if bookmarks else None
@@ -115,15 +134,18 @@ async def watch(
             if batch is None:
                 break
             if batch:
-                await _write_events(response, batch)
+                await _write_events(request, response, batch, hold)
             elif next_bookmark is not None and loop_time() >= next_bookmark:
                 bookmark = {
                     "kind": kind.kind,
                     "apiVersion": kind.api_version,
                     "metadata": {"resourceVersion": store.resource_version},
                 }
-                await response.write(event_line("BOOKMARK", orjson.dumps(bookmark)))
+                await _write(
+                    request, response, event_line("BOOKMARK", orjson.dumps(bookmark)), hold
+                )
                 next_bookmark = loop_time() + bookmark_interval
+        await hold(request.transport)
         await response.write_eof()
     except (ConnectionResetError, ConnectionError):
         pass  # the client went away
@@ -132,21 +154,29 @@ async def watch(
     return response
 
 
-async def _write_events(response: web.StreamResponse, events: list[WatchEvent]) -> None:
+async def _write_events(
+    request: web.Request, response: web.StreamResponse, events: list[WatchEvent], hold: Hold
+) -> None:
     parts: list[bytes] = []
     size = 0
     for event in events:
         parts.extend(event.wire_parts())
         size += len(event.encoded)
         if size >= _MAX_WRITE:
-            await response.write(b"".join(parts))
+            await _write(request, response, b"".join(parts), hold)
             parts, size = [], 0
     if parts:
-        await response.write(b"".join(parts))
+        await _write(request, response, b"".join(parts), hold)
 
 
 async def pod_log(
-    request: web.Request, store: Store, source: PodLogSource | None, namespace: str, pod: str
+    request: web.Request,
+    store: Store,
+    source: PodLogSource | None,
+    namespace: str,
+    pod: str,
+    *,
+    hold: Hold = _no_hold,
 ) -> web.StreamResponse:
     """Serve ``GET .../pods/{name}/log``."""
     store.get("pods", namespace, pod)  # 404 for a missing pod, whatever the source
@@ -171,10 +201,11 @@ async def pod_log(
     # ``stream`` has validated the request already: the headers go out at once, as a
     # kubelet sends them, even while a followed container has written nothing yet
     iterator = aiter(chunks)
-    response = await _start(request, "text/plain")
+    response = await _start(request, "text/plain", hold)
     try:
         async for chunk in iterator:
-            await response.write(chunk)
+            await _write(request, response, chunk, hold)
+        await hold(request.transport)
         await response.write_eof()
     except (ConnectionResetError, ConnectionError):
         pass

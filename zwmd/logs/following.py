@@ -13,6 +13,13 @@ Design notes:
   picked up there.
 - Records are appended per received chunk (one append can hold thousands of lines), so
   the store's durability cost is paid per chunk, not per line.
+- Every read has an inactivity timeout, as a watch has (the client's
+  :class:`~zwmd.kube.client.StreamStalled`): a silent partition stops a connection
+  without closing it, and a follow that waited for ever would lose the rest of the log
+  (the pipeline closes it after its finish timeout). No byte for ``inactivity_timeout``
+  seconds: abandon the stream and resume from the mark, as after a drop. A container
+  that merely prints nothing costs one renewed request per timeout, and the renewal
+  replays only the lines of the mark's second, which the deduper drops.
 - A pod that is gone (404) ends the follower: what was stored is all there is.
 - A stream cut mid-response (aiohttp's ``ClientPayloadError``, a server that
   disconnects) is a drop like any other: resume from the mark. Only what was framed
@@ -61,6 +68,8 @@ class ContainerLogFollower:
     ended: Callable[[], bool]
     on_stored: Callable[[int, int], None] = lambda lines, nbytes: None
     retry_delay: float = 1.0
+    #: seconds without a byte after which the stream is abandoned and resumed
+    inactivity_timeout: float | None = 60.0
     mark: SourceMark | None = field(default=None, init=False)
 
     async def run(self) -> None:
@@ -94,12 +103,16 @@ class ContainerLogFollower:
 
     async def _fetch(self, *, follow: bool) -> None:
         stream = await self.kube.pod_log(
-            self.pod, container=self.container, follow=follow, since_time=since_time(self.mark)
+            self.pod,
+            container=self.container,
+            follow=follow,
+            since_time=since_time(self.mark),
+            inactivity_timeout=self.inactivity_timeout,
         )
         parser = KubeletLineParser()
         deduper = Deduper(self.mark)
         async with stream:
-            async for chunk in stream.response.content.iter_any():
+            async for chunk in stream.chunks():
                 await self._store(deduper(parser.feed(chunk)))
         if not follow:
             # only the final fetch may store a last line without its newline: a stream

@@ -62,6 +62,16 @@ class _Follow:
     done: anyio.Event = field(default_factory=anyio.Event)
 
 
+@dataclass
+class LogTiming:
+    """How long the pipeline waits for what (``ZWMD_LOG_INACTIVITY_TIMEOUT_SECONDS``)."""
+
+    #: a follow silent this long is renewed from its mark (None: never)
+    inactivity_timeout: float | None = 60.0
+    #: how long a finished Job's logs may take to be complete before they are closed
+    finish_timeout: float = 120.0
+
+
 class LogPipeline:
     """Follows the containers of zwmd's pods into the log store."""
 
@@ -73,14 +83,14 @@ class LogPipeline:
         *,
         spawn: Callable[[Callable[[], Coroutine[Any, Any, None]]], None],
         on_stored: Callable[[int, int], None] = lambda lines, nbytes: None,
-        finish_timeout: float = 120.0,
+        timing: LogTiming | None = None,
     ):
         self.kube = kube
         self.informer = informer
         self.store = store
         self.spawn = spawn
         self.on_stored = on_stored
-        self.finish_timeout = finish_timeout
+        self.timing = timing or LogTiming()
         self.follows: dict[str, _Follow] = {}  # pod name -> its follower
         self.pods_listed = anyio.Event()
         self._turns: dict[tuple[LogKey, str], anyio.Lock] = {}
@@ -127,6 +137,7 @@ class LogPipeline:
             info.source,
             ended=lambda: self._ended(name, container),
             on_stored=self.on_stored,
+            inactivity_timeout=self.timing.inactivity_timeout,
         )
         follow = _Follow(follower, job_name)
         self.follows[name] = follow
@@ -172,7 +183,7 @@ class LogPipeline:
 
         After this, Kubernetes may delete the pods: their lines are in the store.
         """
-        with anyio.move_on_after(self.finish_timeout) as scope:
+        with anyio.move_on_after(self.timing.finish_timeout) as scope:
             await self.pods_listed.wait()
             await self._catch_up(job_name)
             for follow in list(self.follows.values()):
@@ -180,7 +191,9 @@ class LogPipeline:
                     await follow.done.wait()
         if scope.cancelled_caught:
             log.warning(
-                "logs of %s: followers still running after %ss", job_name, self.finish_timeout
+                "logs of %s: followers still running after %ss",
+                job_name,
+                self.timing.finish_timeout,
             )
         self._settled(job_name)
 

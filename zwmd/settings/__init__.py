@@ -267,6 +267,9 @@ class Settings(BaseModel):
     watch_inactivity_timeout_seconds: ft.Seconds = Field(
         default=300.0, validation_alias="ZWMD_WATCH_INACTIVITY_TIMEOUT_SECONDS", examples=["300"]
     )
+    log_inactivity_timeout_seconds: ft.Seconds = Field(
+        default=60.0, validation_alias="ZWMD_LOG_INACTIVITY_TIMEOUT_SECONDS", examples=["60"]
+    )
     shutdown_grace_seconds: ft.Seconds = Field(
         default=8.0, validation_alias="ZWMD_SHUTDOWN_GRACE_SECONDS", examples=["8"]
     )
