@@ -65,6 +65,7 @@ def daemon_config(settings: Settings, *, kubeconfig: str | None) -> DaemonConfig
         watch_timing=WatchTiming(inactivity_timeout=settings.watch_inactivity_timeout_seconds),
         shutdown_grace=settings.shutdown_grace_seconds,
         images=image_config(settings),
+        secret_name_pattern=settings.secret_name_pattern,
     )
 
 

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import heapq
 import logging
-from collections.abc import Callable, Coroutine, Iterable
+from collections.abc import Callable, Coroutine, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
@@ -71,6 +71,9 @@ class EngineListener(Protocol):
     """Told about what the engine does (metrics, hooks, the log pipeline)."""
 
     def transitioned(self, workload: Workload, transition: Transition) -> None: ...
+
+    def submitted(self, workload: Workload, environment: Mapping[str, str]) -> None:
+        """A run's Job exists; ``environment`` is its (secret) environment."""
 
     async def finished(self, workload: Workload) -> None:
         """Awaited once a workload is terminal, before its Job gets a TTL (log flush)."""

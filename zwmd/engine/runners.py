@@ -22,6 +22,10 @@ id. Design notes:
   :class:`~zwmd.engine.queueing.AdmissionQueue` names are un-suspended, one lock for all.
   A failed patch leaves the record as it was: the workload is retried, never shown
   ``starting`` with a suspended Job.
+- **The spec hash** is keyed (:mod:`zwmd.engine.speckey`): the same request hashes the
+  same in every daemon of the namespace, before and after a restart.
+- **Secret values**: the listener hears the environment of each submitted run
+  (:meth:`EngineListener.submitted`), so the log pipeline masks its secret values.
 - **Adoption** after a restart: every listed runner Job that is not finished-and-flushed
   gets an entry; finished and flushed ones only teach the registry their aliases.
 """
@@ -39,6 +43,7 @@ from zwmd.engine.kubereading import job_failed, job_finished, parse_time
 from zwmd.engine.reasons import observe
 from zwmd.engine.reconciling import RETRY_SECONDS, EngineListener, EngineTiming, Reconciler
 from zwmd.engine.registry import Entry, Registry
+from zwmd.engine.speckey import SpecKey
 from zwmd.engine.workload import (
     RecordError,
     Transition,
@@ -69,9 +74,14 @@ class RunSpec:
     environment: Mapping[str, str] = field(default_factory=dict)
     timeout_seconds: int = 0
 
-    def digest(self) -> str:
+    def digest(self, key: bytes) -> str:
         return spec_hash(
-            self.image, self.command, self.arguments, self.environment, self.timeout_seconds
+            self.image,
+            self.command,
+            self.arguments,
+            self.environment,
+            self.timeout_seconds,
+            key=key,
         )
 
 
@@ -96,8 +106,10 @@ class Runners:
         max_active: int,
         ttl_seconds_after_finished: int | None,
         timing: EngineTiming,
+        spec_key: SpecKey | None = None,
     ) -> None:
         self.kube = kube
+        self.spec_key = spec_key or SpecKey(kube)
         self.informer = informer
         self.registry = registry
         self.reconciler = reconciler
@@ -116,7 +128,7 @@ class Runners:
         self, policy: PodPolicy, workload_id: str, spec: RunSpec, *, attempt: int
     ) -> tuple[Workload, bool]:
         """Create (or find) the runner workload; returns it and whether it is new."""
-        digest = spec.digest()
+        digest = spec.digest(await self.spec_key.get())
         current = self.registry.get(workload_id)
         if current is not None and current.kind == self.name and not current.workload.is_terminal:
             if current.workload.spec_hash == digest:
@@ -138,6 +150,7 @@ class Runners:
         entry = self.registry.put(Entry(workload, creating=True))
         try:
             created = await self._create(entry, policy, spec, digest)
+            self.listener.submitted(entry.workload, spec.environment)
             secret = environment_secret(created, spec.environment)
             await self.kube.create_or_replace("secrets", secret)
             self.informer.remember("jobs", created)

@@ -17,6 +17,8 @@ Design notes:
 - A stream cut mid-response (aiohttp's ``ClientPayloadError``, a server that
   disconnects) is a drop like any other: resume from the mark. Only what was framed
   into complete lines was stored, so nothing half-received is kept.
+- The run's secret values are masked while the stream is framed into lines
+  (:mod:`zwmd.logs.masking`), so a value split across two reads is masked whole.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ import aiohttp
 import anyio
 
 from zwmd.kube.client import KubeClient, KubeError
+from zwmd.logs.masking import Masker
 from zwmd.logs.merging import Deduper, pod_records
 from zwmd.logs.records import KubeletLineParser
 from zwmd.logs.store import LogKey, LogStore, SourceMark
@@ -61,6 +64,8 @@ class ContainerLogFollower:
     ended: Callable[[], bool]
     on_stored: Callable[[int, int], None] = lambda lines, nbytes: None
     retry_delay: float = 1.0
+    #: masks the run's secret values (None: nothing to mask)
+    masker: Masker | None = None
     mark: SourceMark | None = field(default=None, init=False)
 
     async def run(self) -> None:
@@ -96,7 +101,7 @@ class ContainerLogFollower:
         stream = await self.kube.pod_log(
             self.pod, container=self.container, follow=follow, since_time=since_time(self.mark)
         )
-        parser = KubeletLineParser()
+        parser = KubeletLineParser(masker=self.masker)
         deduper = Deduper(self.mark)
         async with stream:
             async for chunk in stream.response.content.iter_any():
