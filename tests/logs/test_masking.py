@@ -86,3 +86,12 @@ def test_an_empty_alternative_in_the_pattern_is_refused() -> None:
         compile_name_pattern("TOKEN(")
     assert compile_name_pattern(".").search("ANYTHING")
     assert isinstance(compile_name_pattern("^AWS_"), re.Pattern)
+
+
+def test_a_value_of_several_lines_is_masked_line_by_line() -> None:
+    key = "-----BEGIN KEY-----\nMIIEvQIBADANBgkqhkiG9w0B\nAQEFAASCBKcwggSjAgEAAoIB\n-----END KEY-----\n"
+    mask = masker({"SSH_PRIVATE_KEY": key})
+    chunks = [STAMP + line.encode() + b"\n" for line in key.splitlines()]
+    assert frame(chunks, mask) == [MASK] * 4
+    # JSON keeps it on one line: masked whole (the trailing newline is not part of it)
+    assert frame([STAMP + json.dumps(key).encode() + b"\n"], mask) == [f'"{MASK}\\n"']

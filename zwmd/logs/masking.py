@@ -11,9 +11,10 @@ Design notes:
   ``PASSWORD``, ``PASSWD``, ``KEY``, ``CREDENTIAL``, so ``ZENML_STORE_API_TOKEN`` is
   one). Values shorter than :data:`MIN_SECRET_CHARS` characters are not masked: a
   one-letter or ``"1"`` value would turn every line into asterisks and hides nothing.
-  Leading and trailing whitespace of a value is not part of it. Besides each value as
-  it is, its JSON-escaped form is masked (a runner that logs JSON lines escapes quotes,
-  backslashes and non-ASCII characters).
+  Leading and trailing whitespace of a value is not part of it. A value of several
+  lines (a PEM key) is masked line by line, since the log is framed into lines. Besides
+  each value as it is, its JSON-escaped form is masked (a runner that logs JSON lines
+  escapes quotes, backslashes, newlines and non-ASCII characters).
 - Where: at framing (:class:`~zwmd.logs.records.KubeletLineParser`), the one place pod
   bytes become lines before anything stores, summarises or serves them. A value split
   across two reads of the stream is whole again once its line is framed, so it is masked
@@ -56,13 +57,11 @@ def secret_values(environment: Mapping[str, str], names: re.Pattern[str]) -> lis
     for name, value in environment.items():
         if not names.search(name):
             continue
-        value = value.strip()
-        if len(value) < MIN_SECRET_CHARS:
-            continue
-        found.add(value)
-        escaped = json.dumps(value)[1:-1]
-        if escaped != value:
-            found.add(escaped)
+        for text in (value, json.dumps(value.strip())[1:-1]):
+            for line in text.splitlines():
+                line = line.strip()
+                if len(line) >= MIN_SECRET_CHARS:
+                    found.add(line)
     return sorted(found, key=lambda v: (-len(v), v))
 
 
@@ -85,6 +84,20 @@ class Masker:
         values = secret_values(environment, names)
         return cls(values) if values else None
 
+    def found_in(self, text: str) -> bool:
+        """Whether any value occurs in ``text`` (plain substring searches: much faster
+        than the alternation for the few values a run has)."""
+        return any(value in text for value in self._values)
+
+    def mask_lines(self, lines: list[tuple[int, str]]) -> None:
+        """Mask every value in the texts of ``(ts_ns, text)`` lines, in place."""
+        values, sub = self._values, self._pattern.sub
+        for i, (ts, text) in enumerate(lines):
+            for value in values:
+                if value in text:
+                    lines[i] = (ts, sub(MASK, text))
+                    break
+
     def __call__(self, text: str, *, continued: bool = False, continues: bool = False) -> str:
         """``text`` with every value masked.
 
@@ -93,7 +106,8 @@ class Masker:
         :param continues: ``text`` is cut and continues in the next piece: mask a tail
             that could begin a value.
         """
-        text = self._pattern.sub(MASK, text)
+        if self.found_in(text):
+            text = self._pattern.sub(MASK, text)
         if continued:
             cut = max((n for v in self._values for n in _overlaps(v, text, head=True)), default=0)
             if cut:

@@ -391,6 +391,11 @@ class KubeletLineParser:
 
     def _mask(self, masker: Masker, pieces: list[Piece], out: list[tuple[int, str]]) -> None:
         """Mask secret values in ``out`` (the parsed ``pieces``), across cuts too."""
+        cut = self._splitter.cut_pending or any(continued for _, continued in pieces)
+        if not cut:  # the usual case: one search for the whole chunk, then only hits
+            if masker.found_in("\n".join(text for _, text in out)):
+                masker.mask_lines(out)
+            return
         last = len(out) - 1
         for i, (ts, text) in enumerate(out):
             continues = pieces[i + 1][1] if i < last else self._splitter.cut_pending
