@@ -163,6 +163,9 @@ class _Listener:
         if self.pipeline is not None:
             self.pipeline.remember_environment(workload.job_name, environment)
 
+    def redact(self, job_name: str, text: str) -> str:
+        return text if self.pipeline is None else self.pipeline.redact(job_name, text)
+
     async def finished(self, workload: Workload) -> None:
         if self.pipeline is None:
             return

@@ -75,6 +75,11 @@ class EngineListener(Protocol):
     def submitted(self, workload: Workload, environment: Mapping[str, str]) -> None:
         """A run's Job exists; ``environment`` is its (secret) environment."""
 
+    def redact(self, job_name: str, text: str) -> str:
+        """``text`` with the secret values of the Job's run masked (a reason's message
+        may quote the container's termination message)."""
+        ...
+
     async def finished(self, workload: Workload) -> None:
         """Awaited once a workload is terminal, before its Job gets a TTL (log flush)."""
 

@@ -25,7 +25,8 @@ id. Design notes:
 - **The spec hash** is keyed (:mod:`zwmd.engine.speckey`): the same request hashes the
   same in every daemon of the namespace, before and after a restart.
 - **Secret values**: the listener hears the environment of each submitted run
-  (:meth:`EngineListener.submitted`), so the log pipeline masks its secret values.
+  (:meth:`EngineListener.submitted`), so the log pipeline masks its secret values, and
+  masks them in each observed message before it is recorded (:meth:`EngineListener.redact`).
 - **Adoption** after a restart: every listed runner Job that is not finished-and-flushed
   gets an entry; finished and flushed ones only teach the registry their aliases.
 """
@@ -293,6 +294,8 @@ class Runners:
             unschedulable_deadline=self.timing.unschedulable_deadline,
             first_seen=entry.first_seen,
         )
+        if obs.message:  # it may quote the container's termination message
+            obs = replace(obs, message=self.listener.redact(workload.job_name, obs.message))
         entry.first_seen = dict(obs.first_seen)
         again = min((t for t in (obs.recheck_at, events_again) if t is not None), default=None)
         self.reconciler.recheck(self.name, key, again)

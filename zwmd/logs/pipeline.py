@@ -23,8 +23,9 @@ Design notes:
   environment is only in its Secret (``<job>-env``), read once per Job before its first
   pod is followed. A Secret that is gone means nothing to mask (the pod cannot have
   started without it); one that cannot be read after a few tries is reported, and the
-  log is followed unmasked rather than lost. The failure summary is masked too (the
-  reason's message may quote the container's termination message).
+  log is followed unmasked rather than lost. The failure summary is masked too, and so
+  is the reason's message the engine records (:meth:`LogPipeline.redact`): both may
+  quote the container's termination message.
 - What it keeps is bounded by active work: a follower is forgotten once its Job's log is
   complete, and the Jobs whose logs are complete are remembered (so that no late pod
   event starts a follower again) only until the Job is deleted.
@@ -107,6 +108,11 @@ class LogPipeline:
     def remember_environment(self, job_name: str, environment: Mapping[str, str]) -> None:
         """The environment of a run just submitted: its secret values are masked."""
         self._maskers[job_name] = Masker.for_environment(environment, self.secret_names)
+
+    def redact(self, job_name: str, text: str) -> str:
+        """``text`` with the secret values of the Job's run masked, as far as known."""
+        masker = self._maskers.get(job_name)
+        return text if masker is None else masker(text)
 
     # -- the informer's subscriber ------------------------------------------------------
 
