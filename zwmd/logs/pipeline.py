@@ -316,12 +316,13 @@ def _job_info(job: Obj | None) -> _JobInfo | None:
 
 def _secret_environment(secret: Obj) -> dict[str, str]:
     """The variables a runner's environment Secret holds, decoded."""
-    data = secret.get("data") or {}
-    return {
-        str(name): base64.b64decode(value).decode("utf-8", "replace")
-        for name, value in data.items()
-        if isinstance(value, str)
-    }
+    environment: dict[str, str] = {}
+    for name, value in (secret.get("data") or {}).items():
+        try:
+            environment[str(name)] = base64.b64decode(str(value)).decode("utf-8", "replace")
+        except ValueError:  # not base64: Kubernetes would not have stored it
+            continue
+    return environment
 
 
 def _started_container(pod: Obj) -> str | None:
