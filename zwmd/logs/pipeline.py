@@ -218,8 +218,8 @@ class LogPipeline:
         self, key: LogKey, job_name: str, *, failure: tuple[str, str] | None = None
     ) -> None:
         """Wait for the final lines of ``job_name``'s pods, add the failure summary, close."""
-        masker = self._maskers.get(job_name)
         await self.settle(job_name)
+        masker = self._maskers.pop(job_name, None)  # the Job's lines are all stored
         if failure is not None:
             await self._summarize(key, *failure, masker=masker)
         await self.store.close(key)
@@ -249,7 +249,6 @@ class LogPipeline:
         """The Job's pods had their final fetch: forget their followers, follow no more."""
         if job_name in self.informer.jobs:
             self._complete.add(job_name)
-        self._maskers.pop(job_name, None)
         for pod in [name for name, f in self.follows.items() if f.job == job_name]:
             if self.follows[pod].done.is_set():
                 del self.follows[pod]
