@@ -203,6 +203,7 @@ def test_daemon_defaults(home: dict[str, str]) -> None:
     assert settings.unschedulable_deadline_seconds == 300
     assert settings.watch_inactivity_timeout_seconds == 300
     assert settings.log_inactivity_timeout_seconds == 60
+    assert settings.secret_name_pattern == "TOKEN|SECRET|PASSWORD|PASSWD|KEY|CREDENTIAL"
     assert settings.kube_access == KubeAccess("none")
 
 
@@ -236,6 +237,7 @@ def test_daemon_variables_are_parsed(home: dict[str, str], tmp_path: Path) -> No
             "ZWMD_REGISTRY_SECRET": "zwmd-registry",
             "ZWMD_INSECURE_REGISTRIES": "registry.example:5000, 127.0.0.1:5001,",
             "ZWMD_IMAGE_PULL_GRACE_SECONDS": "0.5",
+            "ZWMD_SECRET_NAME_PATTERN": " ^DB_|TOKEN ",
             f"{K}POD_FAILURE_POLICY": (
                 '{"rules": [{"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget"}]},'
                 ' {"action": "FailJob", "onExitCodes": {"operator": "In", "values": [3, 1, 2]}}]}'
@@ -251,6 +253,7 @@ def test_daemon_variables_are_parsed(home: dict[str, str], tmp_path: Path) -> No
     assert settings.registry_config == config
     assert settings.insecure_registries == ("registry.example:5000", "127.0.0.1:5001")
     assert settings.image_pull_grace_seconds == 0.5
+    assert settings.secret_name_pattern == "^DB_|TOKEN"
     assert settings.pod_failure_policy_spec() == {
         "rules": [
             {

@@ -353,6 +353,14 @@ CASES: list[tuple[dict[str, str], str]] = [
         {"ZWMD_METRICS_PORT": "8390"},
         "ZWMD_METRICS_PORT: must differ from ZWMD_API_PORT (8390) (e.g. 9390)",
     ),
+    (
+        {"ZWMD_SECRET_NAME_PATTERN": "TOKEN|"},
+        "ZWMD_SECRET_NAME_PATTERN: \"TOKEN|\" matches the empty name, so every variable (write '.' for that) (e.g. TOKEN|SECRET|PASSWORD|PASSWD|KEY|CREDENTIAL|^AWS_)",
+    ),
+    (
+        {"ZWMD_SECRET_NAME_PATTERN": "TOKEN("},
+        'ZWMD_SECRET_NAME_PATTERN: "TOKEN(" is not a regular expression (missing ), unterminated subpattern at position 5) (e.g. TOKEN|SECRET|PASSWORD|PASSWD|KEY|CREDENTIAL|^AWS_)',
+    ),
 ]
 
 

@@ -220,7 +220,7 @@ def create_app(ops: Operations, *, token: str | None) -> FastAPI:
     @app.get("/v1/workloads/{workload_id}/logs", dependencies=v1)
     async def get_logs(
         workload_id: str,
-        format: Literal["text", "zenml"] = "text",
+        format: Literal["text", "zenml", "raw"] = "text",
         follow: bool = False,
     ) -> StreamingResponse:
         stream = await ops.logs(workload_id, fmt=format, follow=follow)

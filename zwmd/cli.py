@@ -58,7 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
     logs = commands.add_parser("logs", help="print a workload's logs")
     logs.add_argument("id", help="workload id or alias")
     logs.add_argument("--follow", "-f", action="store_true")
-    logs.add_argument("--format", choices=("text", "zenml"), default="text")
+    logs.add_argument("--format", choices=("text", "zenml", "raw"), default="text")
     return parser
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import secrets
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
@@ -88,6 +89,21 @@ async def test_exit_code_is_error_with_the_code(daemon: Daemon) -> None:
     assert workload["reason"] == "Error"
     assert workload["exit_code"] == 3
     assert "exited with code 3" in workload["message"]
+
+
+async def test_a_secret_in_the_termination_message_is_masked_in_the_reason(
+    daemon: Daemon,
+) -> None:
+    token = secrets.token_hex(16)
+    wid, job, pod = await started(daemon, environment={"ZENML_STORE_API_TOKEN": token})
+    daemon.kubelet.set_running(daemon.namespace, pod)
+    await daemon.until_state(wid, "running")
+    daemon.kubelet.fail(daemon.namespace, pod, exit_code=3, message=f"login with {token} refused")
+    workload = await failed(daemon, wid)
+    assert "login with *** refused" in workload["message"]
+    for seen in (json.dumps(workload), json.dumps(daemon.job(job)), await daemon.scrape()):
+        assert token not in seen
+    assert token not in "\n".join(await daemon.logs(wid))
 
 
 async def test_backoff_limit_retries_then_reports_the_last_exit_code(

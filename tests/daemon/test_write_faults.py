@@ -35,6 +35,7 @@ async def test_throttled_admission_is_retried_and_the_run_completes(daemon: Daem
 
 
 async def test_a_failed_secret_create_asks_for_a_retry_that_then_runs(daemon: Daemon) -> None:
+    await daemon.ops.runners.spec_key.get()  # its Secret exists: the fault hits the run's
     daemon.kube.faults.fail_next(1, status=500, match=("create", "secrets"))
     body = {"image": "runner:1", "command": ["sh", "-c", "exit 0"]}
     url = "/v1/workloads/6a1c1b9e-0000-4000-8000-0000000005e1/run"
@@ -69,6 +70,7 @@ async def test_a_job_whose_secret_never_came_fails_without_a_pod_and_blocks_nobo
         {"ZENML_SERVER_MAX_CONCURRENT_TEMPLATE_RUNS": "1"},
         adjust=_short_grace,
     ) as daemon:
+        await daemon.ops.runners.spec_key.get()  # its Secret exists: the fault hits the run's
         daemon.kube.faults.fail_next(1, status=500, match=("create", "secrets"))
         refused = await daemon.http.post(f"/v1/workloads/{cut_short}/run", json=body)
         assert refused.status_code == 503, refused.text
@@ -92,6 +94,7 @@ async def test_a_retry_after_a_restart_completes_a_cut_short_submission(
     body = {"image": "runner:1", "command": ["sh", "-c", "exit 0"]}
     wid = "6a1c1b9e-0000-4000-8000-0000000005e5"
     async with Daemon.running(kube, kubeconfig, tmp_path) as first:
+        await first.ops.runners.spec_key.get()  # its Secret exists: the fault hits the run's
         first.kube.faults.fail_next(1, status=500, match=("create", "secrets"))
         assert (await first.http.post(f"/v1/workloads/{wid}/run", json=body)).status_code == 503
         config = first.config  # the daemon stops with the Job there and no Secret
@@ -134,6 +137,7 @@ def _client(daemon: Daemon, retry_seconds: float) -> Client:
 
 
 async def test_the_client_retries_a_503_and_the_run_goes_through(daemon: Daemon) -> None:
+    await daemon.ops.runners.spec_key.get()  # its Secret exists: the fault hits the run's
     daemon.kube.faults.fail_next(2, status=500, match=("create", "secrets"))
     wid = "6a1c1b9e-0000-4000-8000-0000000005e2"
     with _client(daemon, retry_seconds=30) as client:
@@ -150,6 +154,7 @@ async def test_the_client_retries_a_503_and_the_run_goes_through(daemon: Daemon)
 
 
 async def test_without_a_retry_budget_the_client_raises_the_503(daemon: Daemon) -> None:
+    await daemon.ops.runners.spec_key.get()  # its Secret exists: the fault hits the run's
     daemon.kube.faults.fail_next(1, status=500, match=("create", "secrets"))
     wid = "6a1c1b9e-0000-4000-8000-0000000005e3"
     with _client(daemon, retry_seconds=0) as client, pytest.raises(ApiError) as raised:

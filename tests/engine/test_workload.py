@@ -300,7 +300,12 @@ BASE = {
 }
 
 
+KEY = bytes(range(32))
+
+
 def hash_of(**changes: object) -> str:
+    key = changes.pop("key", KEY)
+    assert isinstance(key, bytes)
     fields = {**BASE, **changes}
     return spec_hash(
         fields["image"],  # type: ignore[arg-type]
@@ -308,6 +313,7 @@ def hash_of(**changes: object) -> str:
         fields["arguments"],  # type: ignore[arg-type]
         fields["environment"],  # type: ignore[arg-type]
         fields["timeout"],  # type: ignore[arg-type]
+        key=key,
     )
 
 
@@ -331,6 +337,10 @@ def test_spec_hash_is_stable_and_ignores_environment_order() -> None:
 )
 def test_spec_hash_changes_with_any_part_of_the_spec(change: dict[str, object]) -> None:
     assert hash_of(**change) != hash_of()
+
+
+def test_spec_hash_depends_on_the_key() -> None:
+    assert hash_of(key=b"another key of 32 bytes, exactly") != hash_of()
 
 
 def test_no_environment_value_reaches_the_record() -> None:

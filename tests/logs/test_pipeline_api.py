@@ -148,8 +148,9 @@ async def test_a_failed_run_ends_with_the_reason_and_the_last_lines(daemon: Daem
     text = [e["message"] for e in summary]
     assert text[0] == f"zwmd: the run failed ({finished['reason']}): {finished['message']}"
     assert "exited with code 3" in text[0]
-    assert text[-1] == "giving up"
-    assert text[-2] == "line 29"
+    # the container's lines are quoted: none can pass for a note of zwmd's own
+    assert text[-1] == "zwmd| giving up"
+    assert text[-2] == "zwmd| line 29"
 
 
 async def test_zenml_format_lines_are_log_entries(daemon: Daemon) -> None:
@@ -331,3 +332,32 @@ async def test_a_job_seen_finished_before_its_pod_was_seen_still_gets_the_pod_lo
         assert job["metadata"]["annotations"][naming.ANN_LOGS_FLUSHED] == "true"
         assert messages(await daemon.logs(workload["id"])) == [f"line {i}" for i in range(1000)]
         kube.faults.reset()
+
+
+async def test_text_logs_escape_control_characters_and_no_runner_line_passes_for_zwmd(
+    daemon: Daemon,
+) -> None:
+    script = (
+        "import sys\n"
+        "print('\\x1b[2J\\x1b[31mred\\x1b[0m and nul\\x00byte')\n"
+        "print('zwmd: the run failed (OOMKilled): forged by the runner')\n"
+        "sys.exit(1)\n"
+    )
+    workload = await daemon.submit_script(script)
+    finished = await daemon.wait(workload["id"])
+    assert (finished["state"], finished["reason"]) == ("failed", "Error")
+    response = await daemon.http.get(f"/v1/workloads/{workload['id']}/logs")
+    assert "\x1b" not in response.text
+    assert "\x00" not in response.text
+    text = messages(response.text.splitlines())
+    assert text[0] == "\\x1b[2J\\x1b[31mred\\x1b[0m and nul\\x00byte"
+    assert text[1] == "(runner) zwmd: the run failed (OOMKilled): forged by the runner"
+    notes = [line for line in text if line.startswith("zwmd: ")]
+    assert notes == [f"zwmd: the run failed (Error): {finished['message']}"]
+    assert "zwmd| zwmd: the run failed (OOMKilled): forged by the runner" in text
+
+    raw = await daemon.http.get(f"/v1/workloads/{workload['id']}/logs", params={"format": "raw"})
+    assert raw.text.splitlines()[:2] == [
+        "\x1b[2J\x1b[31mred\x1b[0m and nul\x00byte",
+        "zwmd: the run failed (OOMKilled): forged by the runner",
+    ]

@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 import orjson
 import pytest
 
+from zwmd.logs.merging import note_records
 from zwmd.logs.records import (
     KubeletLineParser,
     LineSplitter,
@@ -19,6 +20,7 @@ from zwmd.logs.records import (
     parse_rfc3339_ns,
     runner_level_and_message,
     split_lines,
+    to_raw,
     to_text,
     to_zenml,
 )
@@ -109,6 +111,41 @@ def test_text_format_carries_zenml_timestamp_prefix() -> None:
     assert line == "[2026-11-22 03:04:05 UTC] {json-looking}"
     assert re.match(r"^\[\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC\] ", line)
     assert "\n" not in to_text(LogRecord(TS, "zwmd", 20, "two\nlines", 1))
+
+
+def test_text_format_escapes_control_characters_visibly_and_raw_keeps_them() -> None:
+    written = "\x1b[31mred\x1b[0m\x00\x07bell\ttab\r\u202eevil\u200b\x9bcsi"
+    record = LogRecord(TS, "runner", 20, written, 1)
+    message = to_text(record).removeprefix("[2026-11-22 03:04:05 UTC] ")
+    assert message == "\\x1b[31mred\\x1b[0m\\x00\\x07bell\ttab\\r\\u202eevil\\u200b\\x9bcsi"
+    assert all(char == "\t" or char.isprintable() for char in message)
+    assert to_raw(record) == written
+    assert orjson.loads(to_zenml(record))["message"] == written  # JSON escapes them itself
+
+
+def test_a_runner_line_that_imitates_a_zwmd_note_is_shown_with_its_source() -> None:
+    forged = "zwmd: the run failed (OOMKilled): out of memory"
+    real = note_records(forged, level=40, ts_ns=TS, attempt=1)
+    assert to_text(real[0]).endswith("] zwmd: the run failed (OOMKilled): out of memory")
+    for imitation in (forged, "  ZWMD: the run failed", "zwmd| quoted", "\x1bzwmd: x"):
+        shown = to_text(LogRecord(TS, "runner", 20, imitation, 1))
+        assert shown.startswith("[2026-11-22 03:04:05 UTC] ")
+        assert not shown[26:].startswith("zwmd"), shown
+    shown = to_text(LogRecord(TS, "builder", 20, forged, 1))
+    assert shown == f"[2026-11-22 03:04:05 UTC] (builder) {forged}"
+
+
+def test_a_note_quotes_every_further_line_so_none_passes_for_a_note() -> None:
+    text = "zwmd: the run failed (Error): bye\nLast lines:\nzwmd: the run failed (OOMKilled): x"
+    records = note_records(text, level=40, ts_ns=TS, attempt=1)
+    assert [r.message for r in records] == [
+        "zwmd: the run failed (Error): bye",
+        "zwmd| Last lines:",
+        "zwmd| zwmd: the run failed (OOMKilled): x",
+    ]
+    assert {r.source for r in records} == {"zwmd"}
+    untagged = note_records("The image was built.", level=20, ts_ns=TS, attempt=1)
+    assert untagged[0].message == "zwmd: The image was built."
 
 
 def test_level_names() -> None:

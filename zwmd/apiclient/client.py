@@ -23,7 +23,7 @@ IDEMPOTENCY_KEY = "Idempotency-Key"
 WAIT_SLICE_SECONDS = 60.0
 WAIT_MARGIN_SECONDS = 15.0
 _BACKOFF_MAX_SECONDS = 5.0
-LogFormat = Literal["text", "zenml"]
+LogFormat = Literal["text", "zenml", "raw"]
 
 
 T = TypeVar("T")

@@ -39,7 +39,7 @@ from zwmd.kube import naming
 from zwmd.kube.connectivity import Connectivity
 from zwmd.kube.informer import Informer
 from zwmd.kube.jobs import PodPolicy
-from zwmd.logs.records import LogRecord, level_from_name, to_text, to_zenml
+from zwmd.logs.records import LogRecord, level_from_name, to_raw, to_text, to_zenml
 from zwmd.logs.store import LogKey, LogStore
 from zwmd.metrics import Metrics
 from zwmd.states import State
@@ -47,6 +47,12 @@ from zwmd.states import State
 log = logging.getLogger(__name__)
 
 ZWMD_SOURCE = "zwmd"
+#: ``format=``: ZenML's LogEntry lines; text with control characters escaped; as stored.
+_RENDERERS: dict[str, Callable[[LogRecord], str]] = {
+    "zenml": to_zenml,
+    "text": to_text,
+    "raw": to_raw,
+}
 
 
 @dataclass
@@ -250,7 +256,7 @@ class DaemonOperations:
         known = self._known(workload_id)
         if known is None and not await self.logs_store.attempts(workload_id):
             raise NotFound(f"no workload and no logs for the id or alias {id_or_alias!r}")
-        render = to_zenml if fmt == "zenml" else to_text
+        render = _RENDERERS.get(fmt, to_text)
         if (
             follow
             and known is not None

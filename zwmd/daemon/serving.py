@@ -37,7 +37,7 @@ import os
 import signal
 import socket
 import time
-from collections.abc import Generator
+from collections.abc import Generator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -67,6 +67,7 @@ from zwmd.logs.pipeline import LogPipeline, LogTiming
 from zwmd.logs.store import LogKey, LogStore
 from zwmd.metrics import Metrics
 from zwmd.plugins import plugin_manager
+from zwmd.settings.envvalues import DEFAULT_SECRET_NAME_PATTERN, compile_name_pattern
 from zwmd.states import State
 
 log = logging.getLogger("zwmd")
@@ -93,6 +94,8 @@ class DaemonConfig:
     kube_request_timeout: float = 30.0  # seconds for a short Kubernetes call, all of it
     shutdown_grace: float = 8.0  # seconds requests in flight may take after SIGTERM
     images: ImageConfig = field(default_factory=ImageConfig)
+    #: names of environment variables whose values are masked in logs (a regex)
+    secret_name_pattern: str = DEFAULT_SECRET_NAME_PATTERN
 
 
 class _Server(uvicorn.Server):
@@ -157,6 +160,13 @@ class _Listener:
             if ran and since is not None:
                 end = workload.finished_at or at
                 self.metrics.run_duration(state.value, _seconds(since, end))
+
+    def submitted(self, workload: Workload, environment: Mapping[str, str]) -> None:
+        if self.pipeline is not None:
+            self.pipeline.remember_environment(workload.job_name, environment)
+
+    def redact(self, job_name: str, text: str) -> str:
+        return text if self.pipeline is None else self.pipeline.redact(job_name, text)
 
     async def finished(self, workload: Workload) -> None:
         if self.pipeline is None:
@@ -262,6 +272,7 @@ async def serve(
         spawn=reconciler.spawn,
         on_stored=lambda lines, nbytes: metrics.log_stored(store.name, lines, nbytes),
         timing=config.log_timing,
+        secret_names=compile_name_pattern(config.secret_name_pattern),
     )
     listener.pipeline = pipeline
     runners = Runners(

@@ -67,6 +67,7 @@ def daemon_config(settings: Settings, *, kubeconfig: str | None) -> DaemonConfig
         log_timing=LogTiming(inactivity_timeout=settings.log_inactivity_timeout_seconds or None),
         shutdown_grace=settings.shutdown_grace_seconds,
         images=image_config(settings),
+        secret_name_pattern=settings.secret_name_pattern,
     )
 
 

@@ -25,7 +25,7 @@ from zwmd.engine.workload import Workload
 from zwmd.kube import naming
 from zwmd.kube.client import KubeClient, KubeError, Obj
 from zwmd.kube.informer import Informer
-from zwmd.logs.merging import message_records
+from zwmd.logs.merging import note_records
 from zwmd.logs.pipeline import LogPipeline
 from zwmd.logs.records import parse_kubelet_line
 from zwmd.logs.store import LogKey, LogStore
@@ -57,7 +57,7 @@ class BuildLogs:
     async def note(self, workload: Workload, text: str, level: int, *, close: bool = False) -> None:
         """Append a zwmd message to ``workload``'s stream (and close its attempt)."""
         key = LogKey(workload.id, workload.attempt)
-        records = message_records(text, level=level, ts_ns=time.time_ns(), attempt=key.attempt)
+        records = note_records(text, level=level, ts_ns=time.time_ns(), attempt=key.attempt)
         await self.store.append(key, records)
         if close:
             await self.store.close(key)

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import heapq
 import logging
-from collections.abc import Callable, Coroutine, Iterable
+from collections.abc import Callable, Coroutine, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
@@ -73,6 +73,14 @@ class EngineListener(Protocol):
     """Told about what the engine does (metrics, hooks, the log pipeline)."""
 
     def transitioned(self, workload: Workload, transition: Transition) -> None: ...
+
+    def submitted(self, workload: Workload, environment: Mapping[str, str]) -> None:
+        """A run's Job exists; ``environment`` is its (secret) environment."""
+
+    def redact(self, job_name: str, text: str) -> str:
+        """``text`` with the secret values of the Job's run masked (a reason's message
+        may quote the container's termination message)."""
+        ...
 
     async def finished(self, workload: Workload) -> None:
         """Awaited once a workload is terminal, before its Job gets a TTL (log flush)."""

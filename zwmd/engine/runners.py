@@ -27,6 +27,11 @@ id. Design notes:
   :class:`~zwmd.engine.queueing.AdmissionQueue` names are un-suspended, one lock for all.
   A failed patch leaves the record as it was: the workload is retried, never shown
   ``starting`` with a suspended Job.
+- **The spec hash** is keyed (:mod:`zwmd.engine.speckey`): the same request hashes the
+  same in every daemon of the namespace, before and after a restart.
+- **Secret values**: the listener hears the environment of each submitted run
+  (:meth:`EngineListener.submitted`), so the log pipeline masks its secret values, and
+  masks them in each observed message before it is recorded (:meth:`EngineListener.redact`).
 - **Adoption** after a restart: every listed runner Job that is not finished-and-flushed
   gets an entry; finished and flushed ones only teach the registry their aliases.
 """
@@ -44,6 +49,7 @@ from zwmd.engine.kubereading import job_failed, job_finished, parse_time
 from zwmd.engine.reasons import observe
 from zwmd.engine.reconciling import RETRY_SECONDS, EngineListener, EngineTiming, Reconciler
 from zwmd.engine.registry import Entry, Registry
+from zwmd.engine.speckey import SpecKey
 from zwmd.engine.workload import (
     RecordError,
     Transition,
@@ -74,9 +80,14 @@ class RunSpec:
     environment: Mapping[str, str] = field(default_factory=dict)
     timeout_seconds: int = 0
 
-    def digest(self) -> str:
+    def digest(self, key: bytes) -> str:
         return spec_hash(
-            self.image, self.command, self.arguments, self.environment, self.timeout_seconds
+            self.image,
+            self.command,
+            self.arguments,
+            self.environment,
+            self.timeout_seconds,
+            key=key,
         )
 
 
@@ -101,8 +112,10 @@ class Runners:
         max_active: int,
         ttl_seconds_after_finished: int | None,
         timing: EngineTiming,
+        spec_key: SpecKey | None = None,
     ) -> None:
         self.kube = kube
+        self.spec_key = spec_key or SpecKey(kube)
         self.informer = informer
         self.registry = registry
         self.reconciler = reconciler
@@ -127,7 +140,7 @@ class Runners:
         request_key: str = "",
     ) -> tuple[Workload, bool]:
         """Create (or find) the runner workload; returns it and whether it is new."""
-        digest = spec.digest()
+        digest = spec.digest(await self.spec_key.get())
         current = self.registry.get(workload_id)
         if current is not None and current.kind == self.name and not current.workload.is_terminal:
             if current.workload.spec_hash == digest:
@@ -175,6 +188,7 @@ class Runners:
         self, entry: Entry, spec: RunSpec, job: Obj | None = None
     ) -> None:
         """Write the Job's environment Secret (owned by the Job); admission waits for it."""
+        self.listener.submitted(entry.workload, spec.environment)  # what to mask in its logs
         job = job or self.informer.job(entry.workload.job_name)
         if job is None:
             job = await self.kube.get("jobs", entry.workload.job_name)
@@ -318,6 +332,8 @@ class Runners:
             unschedulable_deadline=self.timing.unschedulable_deadline,
             first_seen=entry.first_seen,
         )
+        if obs.message:  # it may quote the container's termination message
+            obs = replace(obs, message=self.listener.redact(workload.job_name, obs.message))
         entry.first_seen = dict(obs.first_seen)
         again = min((t for t in (obs.recheck_at, events_again) if t is not None), default=None)
         self.reconciler.recheck(self.name, key, again)

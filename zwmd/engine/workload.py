@@ -23,13 +23,16 @@ Design notes
   submissions within one second must keep their order.
 - Every annotation is always written (empty string for "none"), so a merge patch with
   :meth:`Workload.annotations` replaces the whole record.
-- The environment is a secret: :func:`spec_hash` hashes its values (and the hash is the
-  only thing stored), so a re-sent run request can be compared with the first.
+- The environment is a secret: :func:`spec_hash` is an HMAC keyed with the namespace's
+  spec key (:mod:`zwmd.engine.speckey`), and the hash is the only thing stored, so a
+  re-sent run request can be compared with the first while someone who can read Jobs
+  but not Secrets cannot confirm a guessed value offline.
 """
 
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 import re
 import uuid
@@ -333,11 +336,14 @@ def spec_hash(
     arguments: Sequence[str],
     environment: Mapping[str, str],
     timeout: int | float,
+    *,
+    key: bytes,
 ) -> str:
-    """A stable hash of a run request, to tell a re-sent request from a different one.
+    """A stable keyed hash of a run request, to tell a re-sent request from a different one.
 
-    Independent of the environment's order. Each environment value is hashed on its own
-    first, so the values never appear in anything this function builds.
+    Independent of the environment's order. HMAC-SHA-256 with ``key``: without the key,
+    the hash says nothing about the environment. Each environment value is hashed on its
+    own first, so the values never appear in anything this function builds.
     """
     hidden = {
         name: hashlib.sha256(value.encode()).hexdigest() for name, value in environment.items()
@@ -353,7 +359,7 @@ def spec_hash(
         sort_keys=True,
         separators=(",", ":"),
     )
-    return hashlib.sha256(canonical.encode()).hexdigest()
+    return hmac.new(key, canonical.encode(), hashlib.sha256).hexdigest()
 
 
 _Enum = TypeVar("_Enum", State, Reason)

@@ -24,6 +24,8 @@ Design notes:
 - A stream cut mid-response (aiohttp's ``ClientPayloadError``, a server that
   disconnects) is a drop like any other: resume from the mark. Only what was framed
   into complete lines was stored, so nothing half-received is kept.
+- The run's secret values are masked while the stream is framed into lines
+  (:mod:`zwmd.logs.masking`), so a value split across two reads is masked whole.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ import aiohttp
 import anyio
 
 from zwmd.kube.client import KubeClient, KubeError
+from zwmd.logs.masking import Masker
 from zwmd.logs.merging import Deduper, pod_records
 from zwmd.logs.records import KubeletLineParser
 from zwmd.logs.store import LogKey, LogStore, SourceMark
@@ -70,6 +73,8 @@ class ContainerLogFollower:
     retry_delay: float = 1.0
     #: seconds without a byte after which the stream is abandoned and resumed
     inactivity_timeout: float | None = 60.0
+    #: masks the run's secret values (None: nothing to mask)
+    masker: Masker | None = None
     mark: SourceMark | None = field(default=None, init=False)
 
     async def run(self) -> None:
@@ -109,7 +114,7 @@ class ContainerLogFollower:
             since_time=since_time(self.mark),
             inactivity_timeout=self.inactivity_timeout,
         )
-        parser = KubeletLineParser()
+        parser = KubeletLineParser(masker=self.masker)
         deduper = Deduper(self.mark)
         async with stream:
             async for chunk in stream.chunks():

@@ -36,9 +36,12 @@ from __future__ import annotations
 
 import heapq
 from collections.abc import AsyncIterator, Iterable, Sequence
+from dataclasses import replace
 
 from zwmd.logs.records import (
     MAX_LINE_BYTES,
+    NOTE_PREFIX,
+    NOTE_QUOTE,
     SOURCE_RUNNER,
     SOURCE_ZWMD,
     LogRecord,
@@ -53,6 +56,7 @@ __all__ = [
     "dedupe",
     "merge_by_time",
     "message_records",
+    "note_records",
     "pod_records",
 ]
 
@@ -128,6 +132,24 @@ def message_records(
     data = message.encode("utf-8", "replace")
     lines = split_lines(data, max_line_bytes=max_line_bytes) or [""]
     return [LogRecord(ts_ns, source, level, text, attempt) for text in lines]
+
+
+def note_records(
+    text: str, *, level: int, ts_ns: int, attempt: int, max_line_bytes: int = MAX_LINE_BYTES
+) -> list[LogRecord]:
+    """Records of a note zwmd writes itself (a failure summary, a build's outcome).
+
+    The first line starts with ``zwmd: `` and every further line (details, the quoted
+    last lines of a container) with ``zwmd| ``: a container line quoted in a note can
+    never pass for a note of its own (see :mod:`zwmd.logs.records`).
+    """
+    records = message_records(
+        text, level=level, ts_ns=ts_ns, attempt=attempt, max_line_bytes=max_line_bytes
+    )
+    first, *rest = records
+    if not first.message.startswith(NOTE_PREFIX):
+        first = replace(first, message=NOTE_PREFIX + first.message)
+    return [first, *(replace(r, message=NOTE_QUOTE + r.message) for r in rest)]
 
 
 async def merge_by_time(streams: Sequence[AsyncIterator[LogRecord]]) -> AsyncIterator[LogRecord]:

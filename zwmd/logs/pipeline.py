@@ -17,6 +17,15 @@ Design notes:
   final fetch, appends the failure summary (reason, message and the last lines of the
   container) when the workload failed, and closes the attempt in the store, which ends
   every ``follow`` reader. Only then may Kubernetes' garbage collector take the pods.
+- The run's secret values are masked before its lines are stored
+  (:mod:`zwmd.logs.masking`). The engine hands over the environment of a run it submits
+  (:meth:`LogPipeline.remember_environment`); for a Job adopted after a restart the
+  environment is only in its Secret (``<job>-env``), read once per Job before its first
+  pod is followed. A Secret that is gone means nothing to mask (the pod cannot have
+  started without it); one that cannot be read after a few tries is reported, and the
+  log is followed unmasked rather than lost. The failure summary is masked too, and so
+  is the reason's message the engine records (:meth:`LogPipeline.redact`): both may
+  quote the container's termination message.
 - What it keeps is bounded by active work: a follower is forgotten once its Job's log is
   complete, and the Jobs whose logs are complete are remembered (so that no late pod
   event starts a follower again) only until the Job is deleted.
@@ -24,9 +33,11 @@ Design notes:
 
 from __future__ import annotations
 
+import base64
 import logging
+import re
 from collections import deque
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -37,13 +48,16 @@ from zwmd.kube import naming
 from zwmd.kube.client import KubeClient, KubeError, Obj
 from zwmd.kube.informer import Change, Informer, job_of
 from zwmd.logs.following import ContainerLogFollower
-from zwmd.logs.merging import message_records
+from zwmd.logs.masking import Masker
+from zwmd.logs.merging import note_records
 from zwmd.logs.records import LogRecord
 from zwmd.logs.store import LogKey, LogStore
+from zwmd.settings.envvalues import DEFAULT_SECRET_NAME_PATTERN, compile_name_pattern
 
 log = logging.getLogger(__name__)
 
 SUMMARY_TAIL_LINES = 20
+SECRET_READ_TRIES = 5
 _SOURCES = {naming.KIND_RUNNER: "runner", naming.KIND_BUILDER: "builder"}
 
 
@@ -84,6 +98,8 @@ class LogPipeline:
         spawn: Callable[[Callable[[], Coroutine[Any, Any, None]]], None],
         on_stored: Callable[[int, int], None] = lambda lines, nbytes: None,
         timing: LogTiming | None = None,
+        secret_names: re.Pattern[str] | None = None,
+        retry_delay: float = 1.0,
     ):
         self.kube = kube
         self.informer = informer
@@ -91,10 +107,22 @@ class LogPipeline:
         self.spawn = spawn
         self.on_stored = on_stored
         self.timing = timing or LogTiming()
+        self.secret_names = secret_names or compile_name_pattern(DEFAULT_SECRET_NAME_PATTERN)
+        self.retry_delay = retry_delay
         self.follows: dict[str, _Follow] = {}  # pod name -> its follower
         self.pods_listed = anyio.Event()
         self._turns: dict[tuple[LogKey, str], anyio.Lock] = {}
         self._complete: set[str] = set()  # Jobs whose logs are complete (until deleted)
+        self._maskers: dict[str, Masker | None] = {}  # Job name -> its run's masker
+
+    def remember_environment(self, job_name: str, environment: Mapping[str, str]) -> None:
+        """The environment of a run just submitted: its secret values are masked."""
+        self._maskers[job_name] = Masker.for_environment(environment, self.secret_names)
+
+    def redact(self, job_name: str, text: str) -> str:
+        """``text`` with the secret values of the Job's run masked, as far as known."""
+        masker = self._maskers.get(job_name)
+        return text if masker is None else masker(text)
 
     # -- the informer's subscriber ------------------------------------------------------
 
@@ -113,6 +141,7 @@ class LogPipeline:
         elif change.resource == "jobs":
             if change.deleted:
                 self._complete.discard(change.name)
+                self._maskers.pop(change.name, None)
             else:  # pods seen before their Job was
                 for pod in self.informer.pods_of(change.name):
                     self._consider(pod)
@@ -146,6 +175,7 @@ class LogPipeline:
         async def run() -> None:
             try:
                 async with turn:
+                    follower.masker = await self._masker(job_name, info.source)
                     await follower.run()
             except Exception:
                 log.exception("following the log of pod %s failed", name)
@@ -153,6 +183,36 @@ class LogPipeline:
                 follow.done.set()
 
         self.spawn(run)
+
+    async def _masker(self, job_name: str, source: str) -> Masker | None:
+        """The masker of a runner Job's environment: remembered, or read from its Secret."""
+        if source != _SOURCES[naming.KIND_RUNNER]:
+            return None
+        if job_name in self._maskers:
+            return self._maskers[job_name]
+        secret_name = naming.secret_name(job_name)
+        for tries in range(1, SECRET_READ_TRIES + 1):
+            try:
+                secret = await self.kube.get("secrets", secret_name)
+            except KubeError as exc:
+                if exc.code == 404:
+                    environment: dict[str, str] = {}
+                    break
+                if tries == SECRET_READ_TRIES:
+                    log.warning(
+                        "logs of %s are stored unmasked: cannot read the Secret %s (%s)",
+                        job_name,
+                        secret_name,
+                        exc,
+                    )
+                    return None
+                await anyio.sleep(self.retry_delay)
+            else:
+                environment = _secret_environment(secret)
+                break
+        masker = Masker.for_environment(environment, self.secret_names)
+        self._maskers[job_name] = masker
+        return masker
 
     def _ended(self, pod: str, container: str) -> bool:
         current = self.informer.pod(pod)
@@ -170,8 +230,9 @@ class LogPipeline:
     ) -> None:
         """Wait for the final lines of ``job_name``'s pods, add the failure summary, close."""
         await self.settle(job_name)
+        masker = self._maskers.pop(job_name, None)  # the Job's lines are all stored
         if failure is not None:
-            await self._summarize(key, *failure)
+            await self._summarize(key, *failure, masker=masker)
         await self.store.close(key)
         for source in _SOURCES.values():  # the attempt is closed: nobody takes turns on it
             turn = self._turns.get((key, source))
@@ -226,7 +287,9 @@ class LogPipeline:
             if pod["metadata"]["name"] not in self.follows:
                 self._consider(pod)
 
-    async def _summarize(self, key: LogKey, reason: str, message: str) -> None:
+    async def _summarize(
+        self, key: LogKey, reason: str, message: str, *, masker: Masker | None = None
+    ) -> None:
         tail: deque[str] = deque(maxlen=SUMMARY_TAIL_LINES)
         async for record in self.store.read(key.workload_id, attempt=key.attempt):
             if record.source != "zwmd":
@@ -234,8 +297,10 @@ class LogPipeline:
         text = f"zwmd: the run failed ({reason}): {message}"
         if tail:
             text += "\nLast lines of the container log:\n" + "\n".join(tail)
+        if masker is not None:
+            text = masker(text)
         now = datetime.now(UTC)
-        records: list[LogRecord] = message_records(
+        records: list[LogRecord] = note_records(
             text, level=logging.ERROR, ts_ns=int(now.timestamp() * 1e9), attempt=key.attempt
         )
         await self.store.append(key, records)
@@ -259,6 +324,17 @@ def _job_info(job: Obj | None) -> _JobInfo | None:
         notes.get(naming.ANN_LOGS_FLUSHED) == "true",
         int(status.get("succeeded") or 0) + int(status.get("failed") or 0),
     )
+
+
+def _secret_environment(secret: Obj) -> dict[str, str]:
+    """The variables a runner's environment Secret holds, decoded."""
+    environment: dict[str, str] = {}
+    for name, value in (secret.get("data") or {}).items():
+        try:
+            environment[str(name)] = base64.b64decode(str(value)).decode("utf-8", "replace")
+        except ValueError:  # not base64: Kubernetes would not have stored it
+            continue
+    return environment
 
 
 def _started_container(pod: Obj) -> str | None:

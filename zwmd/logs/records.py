@@ -20,19 +20,34 @@ Design notes:
   ``[YYYY-MM-DD HH:MM:SS UTC] `` prefix. :func:`to_zenml` and :func:`to_text` produce
   exactly those two shapes, one line each (messages never contain a newline: framing
   splits on it, and :func:`to_text` escapes any that a caller put in).
+- The text form is for terminals: it shows control characters instead of sending them
+  (:func:`escape_controls`: ``\\x1b``, ``\\x00``, ``\\r``, ``\\n``, ``\\u202e``, ...; tab
+  stays), so a runner cannot move the cursor, recolour or rewrite what a reader sees.
+  :func:`to_raw` gives each stored message as it is, for pipes.
+- zwmd's own notes (the failure summary, build notes) are records of source ``zwmd``
+  whose first line starts with :data:`NOTE_PREFIX` (``zwmd: ``) and whose further lines
+  (details, quoted container lines) start with :data:`NOTE_QUOTE` (``zwmd| ``). In the
+  text form a runner or builder line that starts with ``zwmd`` (any case, after
+  whitespace) is shown with its source in front (``(runner) zwmd: ...``), so it cannot
+  pass for one of them. The zenml form says the source in ``name``.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Final, TypeAlias
 
 import orjson
 
+from zwmd.logs.masking import Masker
+
 __all__ = [
     "MAX_LINE_BYTES",
+    "NOTE_PREFIX",
+    "NOTE_QUOTE",
     "SOURCES",
     "SOURCE_BUILDER",
     "SOURCE_RUNNER",
@@ -42,12 +57,14 @@ __all__ = [
     "LogRecord",
     "Piece",
     "clean_text",
+    "escape_controls",
     "format_rfc3339",
     "level_from_name",
     "parse_kubelet_line",
     "parse_rfc3339_ns",
     "runner_level_and_message",
     "split_lines",
+    "to_raw",
     "to_text",
     "to_zenml",
 ]
@@ -57,6 +74,9 @@ SOURCE_BUILDER: Final = "builder"
 SOURCE_RUNNER: Final = "runner"
 #: Every source, in the order used to break ties between equal timestamps.
 SOURCES: Final[tuple[str, ...]] = (SOURCE_ZWMD, SOURCE_BUILDER, SOURCE_RUNNER)
+#: How the first line of a note zwmd writes itself starts, and each further line.
+NOTE_PREFIX: Final = "zwmd: "
+NOTE_QUOTE: Final = "zwmd| "
 
 #: Longest piece of one line stored as one record (bytes of UTF-8). Kubernetes' own
 #: container runtimes split at 16 KiB; 64 KiB keeps most lines whole while a record
@@ -228,6 +248,11 @@ class LineSplitter:
             del self._buf[: self._pieces_of(self._buf, out, final=False)]
         return out
 
+    @property
+    def cut_pending(self) -> bool:
+        """Whether the last piece returned was cut off, its line continuing."""
+        return self._continued
+
     def flush(self) -> list[Piece]:
         """Return the rest of an unterminated last line (nothing if there is none)."""
         out: list[Piece] = []
@@ -326,14 +351,22 @@ class KubeletLineParser:
 
     The pieces of a long line share its timestamp. A line without a parsable stamp
     (which kubelet does not send) keeps all its text and takes the previous line's time,
-    or ``start_ts_ns`` before any.
+    or ``start_ts_ns`` before any. With a ``masker``, the run's secret values are masked
+    in each line's text (see :mod:`zwmd.logs.masking`).
     """
 
-    __slots__ = ("_last", "_splitter")
+    __slots__ = ("_last", "_masker", "_splitter")
 
-    def __init__(self, *, start_ts_ns: int = 0, max_line_bytes: int = MAX_LINE_BYTES) -> None:
+    def __init__(
+        self,
+        *,
+        start_ts_ns: int = 0,
+        max_line_bytes: int = MAX_LINE_BYTES,
+        masker: Masker | None = None,
+    ) -> None:
         self._splitter = LineSplitter(max_line_bytes=max_line_bytes)
         self._last = start_ts_ns
+        self._masker = masker
 
     def _parse(self, pieces: list[Piece]) -> list[tuple[int, str]]:
         out: list[tuple[int, str]] = []
@@ -352,7 +385,21 @@ class KubeletLineParser:
                 if parsed is not None:
                     self._last, text = parsed
             out.append((self._last, text))
+        if self._masker is not None:
+            self._mask(self._masker, pieces, out)
         return out
+
+    def _mask(self, masker: Masker, pieces: list[Piece], out: list[tuple[int, str]]) -> None:
+        """Mask secret values in ``out`` (the parsed ``pieces``), across cuts too."""
+        cut = self._splitter.cut_pending or any(continued for _, continued in pieces)
+        if not cut:  # the usual case: one search for the whole chunk, then only hits
+            if masker.found_in("\n".join(text for _, text in out)):
+                masker.mask_lines(out)
+            return
+        last = len(out) - 1
+        for i, (ts, text) in enumerate(out):
+            continues = pieces[i + 1][1] if i < last else self._splitter.cut_pending
+            out[i] = (ts, masker(text, continued=pieces[i][1], continues=continues))
 
     def feed(self, data: bytes) -> list[tuple[int, str]]:
         """Add bytes; return the complete lines (and pieces of long lines)."""
@@ -407,9 +454,44 @@ def to_zenml(record: LogRecord) -> str:
 
 
 def to_text(record: LogRecord) -> str:
-    """``[YYYY-MM-DD HH:MM:SS UTC] message``: the plain-text form ZenML timestamps."""
+    """``[YYYY-MM-DD HH:MM:SS UTC] message``: the plain-text form ZenML timestamps.
+
+    Control characters are escaped; a line of a pod that looks like a zwmd note is
+    shown with its source in front (see the module's notes).
+    """
     stamp = datetime.fromtimestamp(record.ts_ns // _NS, tz=UTC).strftime("%Y-%m-%d %H:%M:%S")
-    message = record.message
-    if "\n" in message or "\r" in message:
-        message = message.replace("\r", "\\r").replace("\n", "\\n")
+    message = escape_controls(record.message)
+    if record.source != SOURCE_ZWMD and message.lstrip()[:4].lower() == "zwmd":
+        message = f"({record.source}) {message}"
     return f"[{stamp} UTC] {message}"
+
+
+def to_raw(record: LogRecord) -> str:
+    """The stored message as it is: what the container wrote (secret values masked)."""
+    return record.message
+
+
+# C0 controls but tab, DEL, C1 controls, and the characters that hide or reorder text
+# (zero-width, line/paragraph separators, bidirectional overrides and isolates, BOM).
+_CONTROLS: Final = re.compile(
+    "[\x00-\x08\x0a-\x1f\x7f-\x9f\u061c\u200b-\u200f\u2028-\u202e\u2060-\u2064\u2066-\u2069\ufeff]"
+)
+_NAMED: Final = {"\n": "\\n", "\r": "\\r"}
+
+
+def _escape(match: re.Match[str]) -> str:
+    char = match.group()
+    named = _NAMED.get(char)
+    if named is not None:
+        return named
+    code = ord(char)
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def escape_controls(text: str) -> str:
+    """``text`` with control and invisible formatting characters written as escapes.
+
+    ESC becomes ``\\x1b``, NUL ``\\x00``, CR ``\\r``, LF ``\\n``, U+202E ``\\u202e``;
+    tab and everything printable stay as they are.
+    """
+    return _CONTROLS.sub(_escape, text)

@@ -75,7 +75,7 @@ from pydantic.fields import FieldInfo
 
 from zwmd.settings import fieldtypes as ft
 from zwmd.settings import kubeshapes as ks
-from zwmd.settings.envvalues import BucketLocation
+from zwmd.settings.envvalues import DEFAULT_SECRET_NAME_PATTERN, BucketLocation
 from zwmd.settings.report import format_configuration, format_problems, format_value
 from zwmd.settings.resolving import (
     EXTERNAL_LOG_STORES,
@@ -272,6 +272,11 @@ class Settings(BaseModel):
     )
     shutdown_grace_seconds: ft.Seconds = Field(
         default=8.0, validation_alias="ZWMD_SHUTDOWN_GRACE_SECONDS", examples=["8"]
+    )
+    secret_name_pattern: ft.NamePattern = Field(
+        default=DEFAULT_SECRET_NAME_PATTERN,
+        validation_alias="ZWMD_SECRET_NAME_PATTERN",
+        examples=[DEFAULT_SECRET_NAME_PATTERN + "|^AWS_"],
     )
     kubeconfig: ft.PathList = Field(
         default=(), validation_alias="KUBECONFIG", examples=["/etc/zwmd/kubeconfig"]

@@ -31,8 +31,10 @@ from pathlib import Path
 
 __all__ = [
     "ADAPTER_SOURCE",
+    "DEFAULT_SECRET_NAME_PATTERN",
     "SEED_SOURCES",
     "BucketLocation",
+    "compile_name_pattern",
     "is_loopback",
     "parse_bucket",
     "parse_builder_args",
@@ -41,6 +43,7 @@ __all__ = [
     "parse_host",
     "parse_image",
     "parse_implementation",
+    "parse_name_pattern",
     "parse_number",
     "parse_region",
     "parse_registry",
@@ -49,6 +52,8 @@ __all__ = [
 ]
 
 ADAPTER_SOURCE = "zwmd.zenml.WorkloadManager"
+#: Names of environment variables whose values are secret (searched, ignoring case).
+DEFAULT_SECRET_NAME_PATTERN = "TOKEN|SECRET|PASSWORD|PASSWD|KEY|CREDENTIAL"
 SEED_SOURCES = {
     "zenml_cloud_plugins.kubernetes_workload_manager.KubernetesWorkloadManager": "kubernetes",
     "zenml_cloud_plugins.aws_kubernetes_workload_manager.AWSKubernetesWorkloadManager": "aws",
@@ -310,3 +315,28 @@ def parse_docker_config_file(value: object) -> Path:
     if not isinstance(content, dict) or not isinstance(content.get("auths", {}), dict):
         raise ValueError(f'{path} is not a docker config file (expected {{"auths": {{...}}}})')
     return path
+
+
+def compile_name_pattern(pattern: str) -> re.Pattern[str]:
+    """A name pattern (a regular expression, searched in names, ignoring case), compiled.
+
+    :raises ValueError: when ``pattern`` is not a regular expression, or matches the
+        empty name and so every name (an empty alternative such as ``TOKEN|``): ``.``
+        says that on purpose.
+    """
+    try:
+        compiled = re.compile(pattern, re.IGNORECASE)
+    except re.error as exc:
+        raise ValueError(f"{_show(pattern)} is not a regular expression ({exc})") from None
+    if compiled.search("") is not None:
+        raise ValueError(
+            f"{_show(pattern)} matches the empty name, so every variable (write '.' for that)"
+        )
+    return compiled
+
+
+def parse_name_pattern(value: object) -> str:
+    """A pattern for :func:`compile_name_pattern`, checked."""
+    text = str(value).strip()
+    compile_name_pattern(text)
+    return text

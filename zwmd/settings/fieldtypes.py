@@ -38,6 +38,7 @@ __all__ = [
     "Image",
     "Implementation",
     "LogStore",
+    "NamePattern",
     "NodeSelector",
     "PathList",
     "PodFailurePolicy",
@@ -131,6 +132,7 @@ GcsBucket = Annotated[BucketLocation, BeforeValidator(ev.parse_bucket("gs"))]
 Host = Annotated[str, BeforeValidator(ev.parse_host)]
 Token = Annotated[SecretStr, BeforeValidator(_parse_token)]
 LogStore = Annotated[str, BeforeValidator(_parse_store)]
+NamePattern = Annotated[str, BeforeValidator(ev.parse_name_pattern)]
 AbsolutePath = Annotated[Path, BeforeValidator(_parse_absolute_path)]
 SocketPath = Annotated[Path, BeforeValidator(_parse_socket_path)]
 PathList = Annotated[tuple[Path, ...], BeforeValidator(_parse_path_list)]
