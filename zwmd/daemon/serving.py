@@ -48,7 +48,7 @@ import uvicorn
 from anyio.abc import TaskStatus
 
 from zwmd import builtin, systemd
-from zwmd.api import create_app, create_probe_app
+from zwmd.api import ApiLimits, create_app, create_probe_app
 from zwmd.daemon.notifying import HookNotifier
 from zwmd.daemon.operations import DaemonOperations
 from zwmd.engine.imagebuilds import ImageBuilds
@@ -62,6 +62,7 @@ from zwmd.kube.client import KubeClient, load_api_client
 from zwmd.kube.informer import Informer
 from zwmd.kube.instrumentation import instrument_api_client
 from zwmd.kube.jobs import PodPolicy
+from zwmd.kube.sizes import ObjectLimits
 from zwmd.kube.watching import WatchTiming
 from zwmd.logs.pipeline import LogPipeline
 from zwmd.logs.store import LogKey, LogStore
@@ -91,6 +92,8 @@ class DaemonConfig:
     watch_timing: WatchTiming = field(default_factory=WatchTiming)
     shutdown_grace: float = 8.0  # seconds requests in flight may take after SIGTERM
     images: ImageConfig = field(default_factory=ImageConfig)
+    api_limits: ApiLimits = field(default_factory=ApiLimits)
+    object_limits: ObjectLimits = field(default_factory=ObjectLimits)
 
 
 class _Server(uvicorn.Server):
@@ -265,6 +268,7 @@ async def serve(
         max_active=config.max_active,
         ttl_seconds_after_finished=config.ttl_seconds_after_finished,
         timing=config.engine_timing,
+        limits=config.object_limits,
     )
     images = ImageBuilds(
         kube,
@@ -294,9 +298,12 @@ async def serve(
         metrics,
         loop_lag=lag.current,
         listener=listener,
+        limits=config.api_limits,
     )
     metrics.count_workloads_with(ops.workload_states)
-    app = create_app(ops, token=None if config.api_socket else config.api_token)
+    app = create_app(
+        ops, token=None if config.api_socket else config.api_token, limits=config.api_limits
+    )
     sockets = [
         _bind_unix_socket(config.api_socket)
         if config.api_socket

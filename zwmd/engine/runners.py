@@ -9,7 +9,9 @@ id. Design notes:
   the same spec returns that workload; with another spec it is a conflict. Under the id
   of a finished workload it starts the next attempt (:mod:`zwmd.engine.attempts`).
   Writes: Job (suspended), then its environment Secret (owned by the Job), then
-  admission: no pod starts before its Secret exists.
+  admission: no pod starts before its Secret exists. Both objects are built and
+  measured before the first write (:mod:`zwmd.kube.sizes`): a run Kubernetes would
+  refuse for its size is refused whole, never half-written.
 - **Reconciling** one workload: :func:`~zwmd.engine.reasons.observe` the informer's Job
   and pods (and, for a started Job with no pod, its Events), let
   :meth:`Workload.apply` decide whether the state moves, and record the new state in
@@ -50,6 +52,7 @@ from zwmd.kube import naming
 from zwmd.kube.client import KubeClient, KubeError, Obj
 from zwmd.kube.informer import Change, Informer
 from zwmd.kube.jobs import PodPolicy, environment_secret, runner_job
+from zwmd.kube.sizes import ObjectLimits, check_runner_objects
 from zwmd.states import State
 
 log = logging.getLogger(__name__)
@@ -96,6 +99,7 @@ class Runners:
         max_active: int,
         ttl_seconds_after_finished: int | None,
         timing: EngineTiming,
+        limits: ObjectLimits | None = None,
     ) -> None:
         self.kube = kube
         self.informer = informer
@@ -105,6 +109,7 @@ class Runners:
         self.max_active = max_active
         self.ttl_seconds_after_finished = ttl_seconds_after_finished
         self.timing = timing
+        self.limits = limits or ObjectLimits()
         self._admission = anyio.Lock()
 
     def _now(self) -> datetime:
@@ -125,19 +130,12 @@ class Runners:
                 f"workload {workload_id} is {current.workload.state} with another spec; "
                 "cancel it first or use another id"
             )
-        workload = Workload(
-            id=workload_id,
-            state=State.QUEUED,
-            image=spec.image,
-            submitted_at=self._now(),
-            aliases=aliases_from_arguments(spec.arguments),
-            spec_hash=digest,
-            attempt=attempt,
-        )
-        workload.job_name = attempt_job_name(workload_id, workload.attempt)
+        workload = self._new_workload(workload_id, spec, digest, attempt)
+        job = self._job(workload, policy, spec)
+        check_runner_objects(job, spec.environment, self.limits)
         entry = self.registry.put(Entry(workload, creating=True))
         try:
-            created = await self._create(entry, policy, spec, digest)
+            created = await self._create(entry, job, digest)
             secret = environment_secret(created, spec.environment)
             await self.kube.create_or_replace("secrets", secret)
             self.informer.remember("jobs", created)
@@ -149,9 +147,28 @@ class Runners:
         await self._admit_now_or_later(workload.id)
         return entry.workload, True
 
-    async def _create(self, entry: Entry, policy: PodPolicy, spec: RunSpec, digest: str) -> Obj:
-        workload = entry.workload
-        job = runner_job(
+    def check(self, policy: PodPolicy, workload_id: str, spec: RunSpec, *, attempt: int) -> None:
+        """Raise :class:`~zwmd.kube.sizes.ObjectTooLarge` if the run's Job or Secret would
+        not fit in Kubernetes (:meth:`submit` checks again, with its final policy)."""
+        workload = self._new_workload(workload_id, spec, spec.digest(), attempt)
+        check_runner_objects(self._job(workload, policy, spec), spec.environment, self.limits)
+
+    def _new_workload(self, workload_id: str, spec: RunSpec, digest: str, attempt: int) -> Workload:
+        workload = Workload(
+            id=workload_id,
+            state=State.QUEUED,
+            image=spec.image,
+            submitted_at=self._now(),
+            aliases=aliases_from_arguments(spec.arguments),
+            spec_hash=digest,
+            attempt=attempt,
+        )
+        workload.job_name = attempt_job_name(workload_id, workload.attempt)
+        return workload
+
+    @staticmethod
+    def _job(workload: Workload, policy: PodPolicy, spec: RunSpec) -> Obj:
+        return runner_job(
             name=workload.job_name,
             workload_id=workload.id,
             image=spec.image,
@@ -161,6 +178,9 @@ class Runners:
             annotations=workload.annotations(),
             policy=policy,
         )
+
+    async def _create(self, entry: Entry, job: Obj, digest: str) -> Obj:
+        workload = entry.workload
         try:
             return await self.kube.create("jobs", job)
         except KubeError as exc:
