@@ -81,6 +81,16 @@ async def test_more_arguments_than_a_job_holds_are_refused(daemon: Daemon) -> No
     assert len(daemon.jobs()) == 1
 
 
+async def test_a_dockerfile_over_a_configmap_is_refused(daemon: Daemon) -> None:
+    wid = str(uuid.uuid4())
+    body = {"image_name": "zenml-runner:1", "dockerfile": "RUN true\n" * (MIB // 8)}
+    refused = await daemon.http.post(f"/v1/workloads/{wid}/build", json=body)
+    assert _loc(refused) == ["body", "dockerfile"]
+    assert daemon.kube_objects("configmaps") == []
+    _nothing_written(daemon)
+    assert (await daemon.http.get(f"/v1/workloads/{wid}")).status_code == 404
+
+
 async def test_the_object_limits_are_settings(
     kube: LocalKube, kubeconfig: Path, tmp_path: Path
 ) -> None:

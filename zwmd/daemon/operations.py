@@ -43,6 +43,7 @@ from zwmd.engine.workload import RecordError, Workload
 from zwmd.kube import naming
 from zwmd.kube.informer import Informer
 from zwmd.kube.jobs import PodPolicy
+from zwmd.kube.sizes import check_data
 from zwmd.logs.records import LogRecord, level_from_name, to_text, to_zenml
 from zwmd.logs.store import InvalidKey, LogKey, LogStore
 from zwmd.metrics import Metrics
@@ -158,6 +159,7 @@ class DaemonOperations:
         return workload.to_api(), created
 
     async def build(self, workload_id: str, request: BuildRequest) -> dict[str, Any]:
+        check_data("dockerfile", [request.dockerfile], self.runners.limits)  # its ConfigMap
         try:
             built = await self.images.request(
                 workload_id,

@@ -7,8 +7,9 @@ Design notes:
   start; one that refuses a Job over etcd's request limit fails every retry the same
   way. So the objects zwmd *would* create are built and measured first, and a request
   that cannot fit is refused with the field to change, before any write.
-- The limits are Kubernetes': a Secret's data at most 1 MiB (``MaxSecretSize``, the sum
-  of its decoded values), its keys ``[-._a-zA-Z0-9]+`` of at most 253 characters, not
+- The limits are Kubernetes': a Secret's or ConfigMap's data at most 1 MiB
+  (``MaxSecretSize``, the sum of its decoded values; a build's Dockerfile travels in a
+  ConfigMap), its keys ``[-._a-zA-Z0-9]+`` of at most 253 characters, not
   ``.``, ``..`` or starting with ``..`` (``IsConfigMapKey``); all annotations of an
   object at most 256 KiB (``TotalAnnotationSizeLimitB``, keys and values); an object at
   most about 1.5 MiB, etcd's default ``--max-request-bytes``. The object limits are
@@ -20,7 +21,7 @@ Design notes:
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Final
 
@@ -35,6 +36,7 @@ __all__ = [
     "MAX_SECRET_BYTES",
     "ObjectLimits",
     "ObjectTooLarge",
+    "check_data",
     "check_runner_objects",
 ]
 
@@ -82,11 +84,17 @@ def _check_environment(environment: Mapping[str, str], limits: ObjectLimits) -> 
                 f"the name {shown!r} cannot be a Secret key: 1-{_MAX_SECRET_KEY} characters "
                 "of letters, digits, '-', '_' and '.', not '.' or '..' or starting with '..'",
             )
-    size = sum(len(value.encode()) for value in environment.values())
+    check_data("environment", environment.values(), limits)
+
+
+def check_data(field: str, values: Iterable[str], limits: ObjectLimits) -> None:
+    """Raise :class:`ObjectTooLarge` naming ``field`` unless ``values`` fit in one Secret's
+    or ConfigMap's data (Kubernetes counts the bytes of the values, the same for both)."""
+    size = sum(len(value.encode()) for value in values)
     if size > limits.secret_bytes:
         raise ObjectTooLarge(
-            "environment",
-            f"{size} bytes of values, more than a Secret holds "
+            field,
+            f"{size} bytes, more than a Secret or ConfigMap holds "
             f"(ZWMD_MAX_SECRET_BYTES={limits.secret_bytes})",
         )
 
