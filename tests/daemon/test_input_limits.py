@@ -329,7 +329,7 @@ async def test_a_10_mb_message_is_refused(daemon: Daemon) -> None:
 # -- an apiserver that refuses connections --------------------------------------------
 
 
-async def test_a_run_while_the_apiserver_refuses_connections_is_503(
+async def test_a_run_or_a_cancel_while_the_apiserver_refuses_connections_is_503(
     tmp_path: Path,
 ) -> None:
     own = LocalKube(kubelet="scripted", bookmark_interval=0.5)
@@ -347,13 +347,16 @@ async def test_a_run_while_the_apiserver_refuses_connections_is_503(
         await tg.start(serve_kube)
         kubeconfig = own.write_kubeconfig(tmp_path / "kubeconfig")
         async with Daemon.running(own, kubeconfig, tmp_path / "state") as daemon:
+            earlier = await daemon.submit(command=["sh", "-c", "sleep 600"], expect=(202,))
             serving.cancel()
             await stopped.wait()
             await until(lambda: _not_ready(daemon), 30.0)
             refused = await _run(daemon, str(uuid.uuid4()), command=["sh", "-c", "exit 0"])
-            assert refused.status_code == 503, refused.text
-            assert int(refused.headers["Retry-After"]) >= 1
-            assert "unreachable" in refused.json()["detail"]
+            cancel = await daemon.http.delete(f"/v1/workloads/{earlier['id']}")
+            for answer in (refused, cancel):
+                assert answer.status_code == 503, answer.text
+                assert int(answer.headers["Retry-After"]) >= 1
+                assert "unreachable" in answer.json()["detail"]
             assert (await daemon.http.get("/healthz")).status_code == 200  # the daemon is up
         tg.cancel_scope.cancel()
 
