@@ -15,6 +15,12 @@ Design notes:
 - A request the Kubernetes API could not serve is never a bare 500: throttling, server
   errors and an unreachable apiserver answer 503 with ``Retry-After`` (send it again: runs
   are idempotent by workload id); other refusals answer 502 with Kubernetes' words.
+- Input is bounded (:class:`ApiLimits`) before it costs memory, disk or a write to
+  Kubernetes: a body over ``ZWMD_API_MAX_BODY_BYTES`` is 413 before it is read
+  (:class:`BodyLimit`, in front of the app); a run whose Job or Secret Kubernetes would
+  refuse is 422 naming the field (:mod:`zwmd.kube.sizes`); an id the log store cannot
+  hold is 422 where it would be written and 404 where it is read; log messages for ids
+  no workload has are bounded by the daemon (:class:`Refused`, 413 or 429).
 """
 
 from __future__ import annotations
@@ -22,14 +28,18 @@ from __future__ import annotations
 import hmac
 import uuid
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
 from fastapi import Depends, FastAPI, Header, HTTPException, Query, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from zwmd import __version__
 from zwmd.kube.client import KubeError
+from zwmd.kube.sizes import ObjectTooLarge
+from zwmd.logs.store import InvalidKey
 
 
 class RunRequest(BaseModel):
@@ -63,6 +73,33 @@ class LogMessage(BaseModel):
 
     message: str
     level: Literal["DEBUG", "INFO", "WARNING", "WARN", "ERROR", "CRITICAL"] = "INFO"
+
+
+@dataclass(frozen=True)
+class ApiLimits:
+    """How much one request may bring (the ``ZWMD_API_*`` and ``ZWMD_*_LOG_*`` settings).
+
+    :param body_bytes: a request body (``ZWMD_API_MAX_BODY_BYTES``).
+    :param message_bytes: one posted log message, UTF-8 (``ZWMD_LOG_MESSAGE_MAX_BYTES``).
+    :param unknown_ids: ids no workload has whose messages are kept (``ZWMD_UNKNOWN_LOG_IDS``).
+    :param unknown_id_bytes: the messages kept for one such id (``ZWMD_UNKNOWN_LOG_BYTES``).
+    """
+
+    body_bytes: int = 4 * 1024 * 1024
+    message_bytes: int = 64 * 1024
+    unknown_ids: int = 1000
+    unknown_id_bytes: int = 1024 * 1024
+
+
+class Refused(Exception):
+    """A request zwmd does not take as it is: ``status`` (413, 429), naming ``field``."""
+
+    def __init__(
+        self, status: int, field: str, message: str, *, retry_after: int | None = None
+    ) -> None:
+        super().__init__(f"{field}: {message}")
+        self.status, self.field, self.message = status, field, message
+        self.retry_after = retry_after
 
 
 class NotFound(Exception):
@@ -143,8 +180,67 @@ def create_probe_app(ops: Operations) -> FastAPI:
     return app
 
 
-def create_app(ops: Operations, *, token: str | None) -> FastAPI:
+class BodyLimit:
+    """ASGI middleware: a request body over ``max_bytes`` is answered 413, unread.
+
+    A declared ``Content-Length`` is judged before a byte is read; a chunked body is
+    read up to the limit (never more is kept) and handed on whole. The server discards
+    the rest of a refused body as it arrives, so a client that sends it all before it
+    reads (most do) still gets the 413.
+    """
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app, self.max_bytes = app, max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope["headers"])
+        declared = headers.get(b"content-length")
+        if declared is not None:
+            if declared.isdigit() and int(declared) > self.max_bytes:
+                await self._refuse(send, f"{int(declared)} bytes")
+                return
+            await self.app(scope, receive, send)
+            return
+        if b"transfer-encoding" not in headers:
+            await self.app(scope, receive, send)
+            return
+        held: list[Message] = []
+        size, more = 0, True
+        while more:
+            message = await receive()
+            held.append(message)
+            if message["type"] != "http.request":
+                break
+            size += len(message.get("body", b""))
+            if size > self.max_bytes:
+                await self._refuse(send, f"more than {self.max_bytes} bytes")
+                return
+            more = bool(message.get("more_body"))
+
+        async def replay() -> Message:
+            return held.pop(0) if held else await receive()
+
+        await self.app(scope, replay, send)
+
+    async def _refuse(self, send: Send, size: str) -> None:
+        detail = f"request body: {size}, more than ZWMD_API_MAX_BODY_BYTES ({self.max_bytes})"
+        response = JSONResponse(status_code=413, content={"detail": detail})
+        await send({"type": "http.response.start", "status": 413, "headers": response.raw_headers})
+        await send({"type": "http.response.body", "body": response.body})
+
+
+def _invalid(location: str, field: str, message: str) -> JSONResponse:
+    """A 422 shaped like FastAPI's own validation errors (``loc`` names the field)."""
+    content = {"detail": [{"type": "value_error", "loc": [location, field], "msg": message}]}
+    return JSONResponse(status_code=422, content=content)
+
+
+def create_app(ops: Operations, *, token: str | None, limits: ApiLimits | None = None) -> FastAPI:
     """The API application for ``ops``; ``token`` (if any) is required on every /v1 call."""
+    limits = limits or ApiLimits()
 
     def authorize(request: Request) -> None:
         if token is None:
@@ -172,6 +268,21 @@ def create_app(ops: Operations, *, token: str | None) -> FastAPI:
     @app.exception_handler(KubeError)
     async def kube_failed(_: Request, exc: KubeError) -> JSONResponse:
         return _kube_error_response(exc)
+
+    @app.exception_handler(ObjectTooLarge)
+    async def too_large_for_kubernetes(_: Request, exc: ObjectTooLarge) -> JSONResponse:
+        return _invalid("body", exc.field, exc.message)
+
+    @app.exception_handler(InvalidKey)
+    async def not_storable(_: Request, exc: InvalidKey) -> JSONResponse:
+        return _invalid("path", exc.field, exc.message)
+
+    @app.exception_handler(Refused)
+    async def refused(_: Request, exc: Refused) -> JSONResponse:
+        headers = {"Retry-After": str(exc.retry_after)} if exc.retry_after else None
+        return JSONResponse(status_code=exc.status, content={"detail": str(exc)}, headers=headers)
+
+    app.add_middleware(BodyLimit, max_bytes=limits.body_bytes)
 
     _add_probes(app, ops)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import datetime
 from typing import Any
 
@@ -153,6 +154,38 @@ async def test_pod_without_containers_is_422(
     )
     assert code == 422
     assert status["details"]["causes"][0]["field"] == "spec.containers"
+
+
+async def test_secret_and_configmap_data_over_1_mib_or_with_bad_keys_are_422(
+    kube_api_client: ApiClient, kube_namespace: str
+) -> None:
+    core = client.CoreV1Api(kube_api_client)
+    mib = 1024 * 1024
+    full = base64.b64encode(b"x" * mib).decode()
+    await core.create_namespaced_secret(  # exactly 1 MiB: taken
+        kube_namespace, client.V1Secret(metadata=client.V1ObjectMeta(name="full"), data={"a": full})
+    )
+    over = base64.b64encode(b"x" * (mib - 1)).decode()
+    cases: list[tuple[Any, Any, str]] = [
+        (
+            core.create_namespaced_secret,
+            {"metadata": {"name": "over"}, "data": {"a": over}, "stringData": {"b": "yy"}},
+            "data",
+        ),
+        (core.create_namespaced_config_map, configmap("over", {}, a="x" * (mib + 1)), ""),
+        (
+            core.create_namespaced_secret,
+            {"metadata": {"name": "k"}, "data": {"a b": ""}},
+            "data[a b]",
+        ),
+        (core.create_namespaced_config_map, configmap("k", {}, **{"..a": "1"}), "data[..a]"),
+    ]
+    for create, body, field in cases:
+        code, status = await raw_error(create(kube_namespace, body, _preload_content=False))
+        assert code == 422, status
+        assert [cause["field"] for cause in status["details"]["causes"]] == [field]
+    names = {s.metadata.name for s in (await core.list_namespaced_secret(kube_namespace)).items}
+    assert names == {"full"}
 
 
 async def test_put_with_stale_resource_version_on_a_lease_is_409_conflict(

@@ -137,7 +137,8 @@ async def test_env_env_from_and_value_from_are_resolved(
     monkeypatch.setenv("ZWMD_HOST_ONLY", "leak")
     monkeypatch.setenv("PYTHONHOSTVAR", "kept")
     core = client.CoreV1Api(kube_api_client)
-    secret_data = {"TOKEN": base64.b64encode(b"s3cret").decode(), "bad key": "eA=="}
+    # "1bad" is a valid Secret key but no environment variable name: envFrom skips it
+    secret_data = {"TOKEN": base64.b64encode(b"s3cret").decode(), "1bad": "eA=="}
     await core.create_namespaced_secret(
         kube_namespace,
         client.V1Secret(metadata=client.V1ObjectMeta(name="creds"), data=secret_data),
@@ -188,7 +189,7 @@ async def test_env_env_from_and_value_from_are_resolved(
     response.release()
 
     assert env["TOKEN"] == env["FROM_SECRET"] == "s3cret"
-    assert "bad key" not in env
+    assert "1bad" not in env
     assert env["APP_LEVEL"] == env["FROM_MAP"] == "debug"
     assert env["APP_URL"] == "overridden"
     assert env["PLAIN"] == "v"

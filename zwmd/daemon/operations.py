@@ -12,9 +12,13 @@ Design notes:
   informer's cache, for as long as the Job exists.
 - Messages posted for a workload (ZenML's ``log()``) go straight to the log store, even
   for ids zwmd has never seen: ZenML says "Starting pipeline run." before it asks for the
-  run. :func:`~zwmd.engine.attempts.message_attempt` says which attempt they join.
-- Reading logs by an id that no workload has and that has no logs is a 404, resolved
-  before the streaming response starts.
+  run. :func:`~zwmd.engine.attempts.message_attempt` says which attempt they join. One
+  message is at most ``ApiLimits.message_bytes``; what is kept for ids no workload has
+  is bounded by :class:`~zwmd.daemon.unknownids.UnknownIds`.
+- Reading logs by an id that no workload has and that has no logs (or that no log
+  store could hold) is a 404, resolved before the streaming response starts.
+- A run is measured before anything is written for it, pull Secrets included
+  (:meth:`~zwmd.engine.runners.Runners.check`).
 """
 
 from __future__ import annotations
@@ -22,13 +26,14 @@ from __future__ import annotations
 import builtins
 import logging
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
 import anyio
 
-from zwmd.api import BuildRequest, Conflict, NotFound, RunRequest
+from zwmd.api import ApiLimits, BuildRequest, Conflict, NotFound, Refused, RunRequest
+from zwmd.daemon.unknownids import UnknownIds
 from zwmd.engine.attempts import message_attempt, next_attempt
 from zwmd.engine.imagebuilds import ImageBuilds
 from zwmd.engine.reconciling import EngineListener
@@ -39,8 +44,9 @@ from zwmd.kube import naming
 from zwmd.kube.connectivity import Connectivity
 from zwmd.kube.informer import Informer
 from zwmd.kube.jobs import PodPolicy
+from zwmd.kube.sizes import check_data
 from zwmd.logs.records import LogRecord, level_from_name, to_raw, to_text, to_zenml
-from zwmd.logs.store import LogKey, LogStore
+from zwmd.logs.store import InvalidKey, LogKey, LogStore
 from zwmd.metrics import Metrics
 from zwmd.states import State
 
@@ -70,6 +76,11 @@ class DaemonOperations:
     loop_lag: Callable[[], float] = lambda: 0.0
     listener: EngineListener | None = None
     connectivity: Connectivity | None = None
+    limits: ApiLimits = field(default_factory=ApiLimits)
+    unknown: UnknownIds = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.unknown = UnknownIds(self.limits)
 
     # -- probes -------------------------------------------------------------------------
     #
@@ -148,6 +159,8 @@ class DaemonOperations:
             environment=dict(request.environment),
             timeout_seconds=request.timeout_seconds,
         )
+        attempt = await next_attempt(self.logs_store, workload_id, self._known(workload_id))
+        self.runners.check(self.policy, workload_id, spec, attempt=attempt)
         policy = self.policy
         try:
             pulls = await self.images.pull_secrets(request.image)
@@ -156,19 +169,20 @@ class DaemonOperations:
             pulls = []
         if pulls:
             policy = replace(policy, image_pull_secrets=(*policy.image_pull_secrets, *pulls))
-        attempt = await next_attempt(self.logs_store, workload_id, self._known(workload_id))
         try:
             workload, created = await self.runners.submit(
                 policy, workload_id, spec, attempt=attempt, request_key=request_key
             )
         except SpecConflict as exc:
             raise Conflict(str(exc)) from exc
+        self.unknown.forget(workload_id)
         if created:
             # counted as created (queued), though admission may have moved it on already
             self.metrics.transition(None, State.QUEUED.value)
         return workload.to_api(), created
 
     async def build(self, workload_id: str, request: BuildRequest) -> dict[str, Any]:
+        check_data("dockerfile", [request.dockerfile], self.runners.limits)  # its ConfigMap
         try:
             built = await self.images.request(
                 workload_id,
@@ -179,6 +193,7 @@ class DaemonOperations:
             )
         except SpecConflict as exc:
             raise Conflict(str(exc)) from exc
+        self.unknown.forget(workload_id)
         return built.to_api()
 
     def get(self, id_or_alias: str) -> dict[str, Any]:
@@ -244,8 +259,26 @@ class DaemonOperations:
     # -- logs ---------------------------------------------------------------------------
 
     async def log(self, id_or_alias: str, message: str, level: str) -> None:
+        size = len(message.encode())
+        if size > self.limits.message_bytes:
+            raise Refused(
+                413,
+                "message",
+                f"{size} bytes, more than ZWMD_LOG_MESSAGE_MAX_BYTES ({self.limits.message_bytes})",
+            )
         workload_id = self.registry.id_of(id_or_alias)
-        attempt = await message_attempt(self.logs_store, workload_id, self._known(workload_id))
+        known = self._known(workload_id)
+        if known is not None:
+            self.unknown.forget(workload_id)
+            await self._append_message(workload_id, known, message, level)
+            return
+        with self.unknown.reserve(workload_id, size):
+            await self._append_message(workload_id, known, message, level)
+
+    async def _append_message(
+        self, workload_id: str, known: Workload | None, message: str, level: str
+    ) -> None:
+        attempt = await message_attempt(self.logs_store, workload_id, known)
         record = LogRecord.at(
             datetime.now(UTC), ZWMD_SOURCE, level_from_name(level), message, attempt
         )
@@ -254,7 +287,7 @@ class DaemonOperations:
     async def logs(self, id_or_alias: str, *, fmt: str, follow: bool) -> AsyncIterator[bytes]:
         workload_id = self.registry.id_of(id_or_alias)
         known = self._known(workload_id)
-        if known is None and not await self.logs_store.attempts(workload_id):
+        if known is None and not await self._stored_attempts(workload_id):
             raise NotFound(f"no workload and no logs for the id or alias {id_or_alias!r}")
         render = _RENDERERS.get(fmt, to_text)
         if (
@@ -267,6 +300,12 @@ class DaemonOperations:
         else:
             records = self.logs_store.read(workload_id)
         return _lines(records, render, batch=1 if follow else 256)
+
+    async def _stored_attempts(self, workload_id: str) -> builtins.list[int]:
+        try:
+            return await self.logs_store.attempts(workload_id)
+        except InvalidKey:  # no store could have kept anything under it
+            return []
 
 
 async def _follow_attempt(

@@ -48,7 +48,7 @@ import uvicorn
 from anyio.abc import TaskStatus
 
 from zwmd import builtin, systemd
-from zwmd.api import create_app, create_probe_app
+from zwmd.api import ApiLimits, create_app, create_probe_app
 from zwmd.daemon.notifying import HookNotifier
 from zwmd.daemon.operations import DaemonOperations
 from zwmd.engine.imagebuilds import ImageBuilds
@@ -62,6 +62,7 @@ from zwmd.kube.client import KubeClient, load_api_client
 from zwmd.kube.informer import Informer
 from zwmd.kube.instrumentation import instrument_api_client
 from zwmd.kube.jobs import PodPolicy
+from zwmd.kube.sizes import ObjectLimits
 from zwmd.kube.watching import WatchTiming
 from zwmd.logs.pipeline import LogPipeline, LogTiming
 from zwmd.logs.store import LogKey, LogStore
@@ -96,6 +97,8 @@ class DaemonConfig:
     images: ImageConfig = field(default_factory=ImageConfig)
     #: names of environment variables whose values are masked in logs (a regex)
     secret_name_pattern: str = DEFAULT_SECRET_NAME_PATTERN
+    api_limits: ApiLimits = field(default_factory=ApiLimits)
+    object_limits: ObjectLimits = field(default_factory=ObjectLimits)
 
 
 class _Server(uvicorn.Server):
@@ -284,6 +287,7 @@ async def serve(
         max_active=config.max_active,
         ttl_seconds_after_finished=config.ttl_seconds_after_finished,
         timing=config.engine_timing,
+        limits=config.object_limits,
     )
     images = ImageBuilds(
         kube,
@@ -314,9 +318,12 @@ async def serve(
         loop_lag=lag.current,
         listener=listener,
         connectivity=kube.connectivity,
+        limits=config.api_limits,
     )
     metrics.count_workloads_with(ops.workload_states)
-    app = create_app(ops, token=None if config.api_socket else config.api_token)
+    app = create_app(
+        ops, token=None if config.api_socket else config.api_token, limits=config.api_limits
+    )
     sockets = [
         _bind_unix_socket(config.api_socket)
         if config.api_socket

@@ -21,11 +21,13 @@ import anyio
 import pluggy
 
 from zwmd import builtin
+from zwmd.api import ApiLimits
 from zwmd.daemon.local import local_cluster
 from zwmd.daemon.serving import DaemonConfig, serve
 from zwmd.engine.reconciling import EngineTiming
 from zwmd.images.modes import ImageConfig
 from zwmd.kube.jobs import PodPolicy
+from zwmd.kube.sizes import ObjectLimits
 from zwmd.kube.watching import WatchTiming
 from zwmd.logs.pipeline import LogTiming
 from zwmd.logs.store import LogStore
@@ -68,6 +70,15 @@ def daemon_config(settings: Settings, *, kubeconfig: str | None) -> DaemonConfig
         shutdown_grace=settings.shutdown_grace_seconds,
         images=image_config(settings),
         secret_name_pattern=settings.secret_name_pattern,
+        api_limits=ApiLimits(
+            body_bytes=settings.api_max_body_bytes,
+            message_bytes=settings.log_message_max_bytes,
+            unknown_ids=settings.unknown_log_ids,
+            unknown_id_bytes=settings.unknown_log_bytes,
+        ),
+        object_limits=ObjectLimits(
+            secret_bytes=settings.max_secret_bytes, object_bytes=settings.max_object_bytes
+        ),
     )
 
 

@@ -9,7 +9,9 @@ id. Design notes:
   the same spec returns that workload; with another spec it is a conflict. Under the id
   of a finished workload it starts the next attempt (:mod:`zwmd.engine.attempts`).
   Writes: Job (suspended), then its environment Secret (owned by the Job), then
-  admission: no pod starts before its Secret exists. A submission cut short after the Job
+  admission: no pod starts before its Secret exists. Both objects are built and
+  measured before the first write (:mod:`zwmd.kube.sizes`): a run Kubernetes would
+  refuse for its size is refused whole. A submission cut short after the Job
   (a refused Secret, a daemon killed mid-request) leaves a queued Job that admission skips
   (it takes no slot); the caller's retry of the same request writes the Secret, and
   without one the workload fails ``CreateFailed`` after ``environment_grace`` and its Job
@@ -61,6 +63,7 @@ from zwmd.kube import naming
 from zwmd.kube.client import KubeClient, KubeError, Obj
 from zwmd.kube.informer import Change, Informer
 from zwmd.kube.jobs import PodPolicy, environment_secret, runner_job
+from zwmd.kube.sizes import ObjectLimits, check_runner_objects
 from zwmd.states import Reason, State
 
 log = logging.getLogger(__name__)
@@ -113,6 +116,7 @@ class Runners:
         ttl_seconds_after_finished: int | None,
         timing: EngineTiming,
         spec_key: SpecKey | None = None,
+        limits: ObjectLimits | None = None,
     ) -> None:
         self.kube = kube
         self.spec_key = spec_key or SpecKey(kube)
@@ -123,6 +127,7 @@ class Runners:
         self.max_active = max_active
         self.ttl_seconds_after_finished = ttl_seconds_after_finished
         self.timing = timing
+        self.limits = limits or ObjectLimits()
         self._admission = anyio.Lock()
 
     def _now(self) -> datetime:
@@ -153,21 +158,13 @@ class Runners:
                 f"workload {workload_id} is {current.workload.state} with another spec; "
                 "cancel it first or use another id"
             )
-        workload = Workload(
-            id=workload_id,
-            state=State.QUEUED,
-            image=spec.image,
-            submitted_at=self._now(),
-            aliases=aliases_from_arguments(spec.arguments),
-            spec_hash=digest,
-            attempt=attempt,
-            request_key=request_key,
-        )
-        workload.job_name = attempt_job_name(workload_id, workload.attempt)
+        workload = self._new_workload(workload_id, spec, digest, attempt, request_key)
+        job = self._job(workload, policy, spec)
+        check_runner_objects(job, spec.environment, self.limits)
         entry = self.registry.put(Entry(workload, creating=True))
         try:
             try:
-                created = await self._create(entry, policy, spec, digest)
+                created = await self._create(entry, job, digest)
             except BaseException:
                 self.registry.discard(entry, restore=current)
                 raise
@@ -195,9 +192,32 @@ class Runners:
         await self.kube.create_or_replace("secrets", environment_secret(job, spec.environment))
         entry.environment_ready = True
 
-    async def _create(self, entry: Entry, policy: PodPolicy, spec: RunSpec, digest: str) -> Obj:
-        workload = entry.workload
-        job = runner_job(
+    def check(self, policy: PodPolicy, workload_id: str, spec: RunSpec, *, attempt: int) -> None:
+        """Raise :class:`~zwmd.kube.sizes.ObjectTooLarge` if the run's Job or Secret would
+        not fit in Kubernetes (:meth:`submit` checks again, with its final policy)."""
+        digest = spec.digest(b"size")  # any key: a digest's length does not depend on it
+        workload = self._new_workload(workload_id, spec, digest, attempt, "")
+        check_runner_objects(self._job(workload, policy, spec), spec.environment, self.limits)
+
+    def _new_workload(
+        self, workload_id: str, spec: RunSpec, digest: str, attempt: int, request_key: str
+    ) -> Workload:
+        workload = Workload(
+            id=workload_id,
+            state=State.QUEUED,
+            image=spec.image,
+            submitted_at=self._now(),
+            aliases=aliases_from_arguments(spec.arguments),
+            spec_hash=digest,
+            attempt=attempt,
+            request_key=request_key,
+        )
+        workload.job_name = attempt_job_name(workload_id, workload.attempt)
+        return workload
+
+    @staticmethod
+    def _job(workload: Workload, policy: PodPolicy, spec: RunSpec) -> Obj:
+        return runner_job(
             name=workload.job_name,
             workload_id=workload.id,
             image=spec.image,
@@ -207,6 +227,9 @@ class Runners:
             annotations=workload.annotations(),
             policy=policy,
         )
+
+    async def _create(self, entry: Entry, job: Obj, digest: str) -> Obj:
+        workload = entry.workload
         try:
             return await self.kube.create("jobs", job)
         except KubeError as exc:

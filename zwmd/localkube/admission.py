@@ -10,7 +10,9 @@ Design notes:
   ``Pending`` phase; a Namespace's ``Active`` phase and ``kubernetes.io/metadata.name``.
 * :func:`validate` rejects, with 422 Invalid and per-field causes, what a real server
   would: names that are not DNS-1123, a Job without a template or containers, a Job
-  template whose ``restartPolicy`` is ``Always``, a Pod without containers.
+  template whose ``restartPolicy`` is ``Always``, a Pod without containers, a Secret or
+  ConfigMap whose data (decoded values) pass 1 MiB (``MaxSecretSize``) or whose keys are
+  not ``[-._a-zA-Z0-9]+`` of at most 253 characters (``IsConfigMapKey``).
   :func:`validate_update` refuses changes to immutable fields: a Job's selector and
   template (only labels, annotations and scheduling directives of a suspended Job may
   change), a Pod's spec (all but images, deadlines and tolerations), so a client that
@@ -58,6 +60,13 @@ _LABEL_NAME_RULE = (
     "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', "
     "and must start and end with an alphanumeric character"
 )
+#: A Secret's or ConfigMap's data, in bytes (upstream ``MaxSecretSize``, for both).
+MAX_DATA_BYTES = 1024 * 1024
+_CONFIG_KEY = re.compile(r"[-._a-zA-Z0-9]+")
+_KEY_RULE = (
+    "a valid config key must consist of alphanumeric characters, '-', '_' or '.' "
+    "(regex used for validation is '[-._a-zA-Z0-9]+')"
+)
 _SUBDOMAIN_RULE = (
     "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, "
     "'-' or '.', and must start and end with an alphanumeric character"
@@ -100,6 +109,39 @@ def _pod_spec_causes(spec: Any, prefix: str) -> list[tuple[str, str, str]]:
     return causes
 
 
+def _data_causes(resource: str, obj: JsonDict) -> list[tuple[str, str, str]]:
+    """A Secret's or ConfigMap's keys and the total size of its values, as upstream counts.
+
+    A Secret's ``stringData`` is merged into ``data`` before validation upstream, so its
+    values count too; a ConfigMap's total is reported on the whole object (field ``""``).
+    """
+    causes = []
+    sizes = 0
+    binary = "data" if resource == "secrets" else "binaryData"
+    sections = [(binary, True), ("stringData" if resource == "secrets" else "data", False)]
+    for section, encoded in sections:
+        values = obj.get(section) or {}
+        if not isinstance(values, dict):
+            continue
+        for key, value in values.items():
+            if (
+                len(key) > 253
+                or not _CONFIG_KEY.fullmatch(key)
+                or key == "."
+                or key.startswith("..")
+            ):
+                field = f"{'data' if resource == 'secrets' else section}[{key}]"
+                causes.append((field, "FieldValueInvalid", f'Invalid value: "{key}": {_KEY_RULE}'))
+            text = str(value)
+            sizes += len(text) * 3 // 4 - text.count("=") if encoded else len(text.encode())
+    if sizes > MAX_DATA_BYTES:
+        field = "data" if resource == "secrets" else ""
+        causes.append(
+            (field, "FieldValueTooLong", f"Too long: must have at most {MAX_DATA_BYTES} bytes")
+        )
+    return causes
+
+
 def validate(resource: str, obj: JsonDict) -> None:
     """Raise 422 Invalid for an object a real apiserver would reject."""
     kind = RESOURCES[resource].kind
@@ -125,6 +167,8 @@ def validate(resource: str, obj: JsonDict) -> None:
                 )
     elif resource == "pods":
         causes += _pod_spec_causes(obj.get("spec"), "spec")
+    elif resource in ("secrets", "configmaps"):
+        causes += _data_causes(resource, obj)
     elif resource == "leases":
         duration = (obj.get("spec") or {}).get("leaseDurationSeconds")
         if duration is not None and (not isinstance(duration, int) or duration <= 0):

@@ -27,7 +27,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import AsyncGenerator, AsyncIterator
 from contextlib import aclosing
-from typing import Generic, Protocol, TypeVar
+from typing import Final, Generic, Protocol, TypeVar
 from urllib.parse import quote
 
 import anyio
@@ -35,11 +35,15 @@ import anyio
 from zwmd.logs.batches import Batch
 from zwmd.logs.merging import merge_by_time
 from zwmd.logs.records import SOURCES, LogRecord
-from zwmd.logs.store import Checkpoint, LogKey
+from zwmd.logs.store import Checkpoint, InvalidKey, LogKey
 
 __all__ = ["BatchLogStore", "KeyReader", "source_rank"]
 
 StateT = TypeVar("StateT")
+
+#: A workload id's length, and its percent-encoded form's (one file or object name segment).
+MAX_ID_CHARS: Final = 200
+MAX_SEGMENT_BYTES: Final = 255
 
 
 class KeyReader(Protocol):
@@ -97,20 +101,32 @@ class BatchLogStore(ABC, Generic[StateT]):
 
     @staticmethod
     def _quoted_workload(workload_id: str) -> str:
-        """``workload_id`` as one path segment; ValueError for ids no store takes."""
-        if not isinstance(workload_id, str) or not workload_id or len(workload_id) > 200:
-            raise ValueError(
-                f"workload_id: must be a string of 1-200 characters, got {workload_id!r}"
+        """``workload_id`` as one path segment; :class:`InvalidKey` for ids no store takes.
+
+        The segment is the id percent-encoded, so it must fit in one file name (255
+        bytes) as well as the id's own 200 characters: a UUID always does, 70 times ``é``
+        (420 bytes encoded) does not.
+        """
+        if not isinstance(workload_id, str) or not workload_id or len(workload_id) > MAX_ID_CHARS:
+            shown = workload_id if len(str(workload_id)) <= 60 else f"{workload_id[:57]}..."
+            raise InvalidKey(
+                "workload_id", f"must be a string of 1-{MAX_ID_CHARS} characters, got {shown!r}"
             )
         name = quote(workload_id, safe="")
         if name in {".", ".."}:
-            raise ValueError(f"workload_id: {workload_id!r} is not allowed")
+            raise InvalidKey("workload_id", f"{workload_id!r} is not allowed")
+        if len(name) > MAX_SEGMENT_BYTES:
+            raise InvalidKey(
+                "workload_id",
+                f"{len(name)} bytes once percent-encoded, more than a file name holds "
+                f"({MAX_SEGMENT_BYTES}); use ASCII letters, digits and '-._~'",
+            )
         return name
 
     @staticmethod
     def _check_attempt(attempt: int) -> None:
         if isinstance(attempt, bool) or not isinstance(attempt, int) or attempt < 0:
-            raise ValueError(f"attempt: must be an integer >= 0, got {attempt!r}")
+            raise InvalidKey("attempt", f"must be an integer >= 0, got {attempt!r}")
 
     async def _state(self, key: LogKey) -> StateT:
         """The key's state, opened once however many tasks ask at the same time."""

@@ -29,9 +29,20 @@ from typing import NamedTuple, Protocol, runtime_checkable
 
 from zwmd.logs.records import LogRecord
 
-__all__ = ["Checkpoint", "LogKey", "LogStore", "SourceMark"]
+__all__ = ["Checkpoint", "InvalidKey", "LogKey", "LogStore", "SourceMark"]
 
 _NS = 1_000_000_000
+
+
+class InvalidKey(ValueError):
+    """A workload id or attempt that a store cannot hold; ``field`` names which.
+
+    Nothing is stored under such an id, so reading it finds nothing.
+    """
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field, self.message = field, message
 
 
 class LogKey(NamedTuple):

@@ -278,6 +278,25 @@ class Settings(BaseModel):
         validation_alias="ZWMD_SECRET_NAME_PATTERN",
         examples=[DEFAULT_SECRET_NAME_PATTERN + "|^AWS_"],
     )
+    # input limits: Kubernetes' own by default (see zwmd.kube.sizes)
+    api_max_body_bytes: ft.Positive = Field(
+        default=4194304, validation_alias="ZWMD_API_MAX_BODY_BYTES", examples=["4194304"]
+    )
+    max_secret_bytes: ft.Positive = Field(
+        default=1048576, validation_alias="ZWMD_MAX_SECRET_BYTES", examples=["1048576"]
+    )
+    max_object_bytes: ft.Positive = Field(
+        default=1572864, validation_alias="ZWMD_MAX_OBJECT_BYTES", examples=["1572864"]
+    )
+    log_message_max_bytes: ft.Positive = Field(
+        default=65536, validation_alias="ZWMD_LOG_MESSAGE_MAX_BYTES", examples=["65536"]
+    )
+    unknown_log_ids: ft.Positive = Field(
+        default=1000, validation_alias="ZWMD_UNKNOWN_LOG_IDS", examples=["1000"]
+    )
+    unknown_log_bytes: ft.Positive = Field(
+        default=1048576, validation_alias="ZWMD_UNKNOWN_LOG_BYTES", examples=["1048576"]
+    )
     kubeconfig: ft.PathList = Field(
         default=(), validation_alias="KUBECONFIG", examples=["/etc/zwmd/kubeconfig"]
     )
