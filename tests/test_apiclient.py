@@ -200,6 +200,18 @@ def adapter(client: Client) -> WorkloadManager:
     return WorkloadManager(client)
 
 
+def test_adapter_drops_a_refused_message_with_a_warning(
+    adapter: WorkloadManager, caplog: pytest.LogCaptureFixture
+) -> None:
+    wid = uuid.uuid4()
+    adapter.log(workload_id=wid, message="x" * 70_000)  # over ZWMD_LOG_MESSAGE_MAX_BYTES
+    assert "dropped" in caplog.text
+    assert "413" in caplog.text
+    adapter.log(workload_id=wid, message="kept")
+    assert "kept" in adapter.get_logs(workload_id=wid)
+    assert "x" * 1000 not in adapter.get_logs(workload_id=wid)
+
+
 def test_adapter_run_sync_returns_on_success(adapter: WorkloadManager) -> None:
     wid = uuid.uuid4()
     adapter.log(workload_id=wid, message="Starting pipeline run.")

@@ -26,6 +26,8 @@ Design notes:
   server's own store and sends the images of its build as ``reuse_images``
   (``{image key: image}``, e.g. ``{"orchestrator": "registry/app:tag"}``); the daemon
   picks one. Outside a server, or when the store cannot tell, it sends none.
+- ``log`` drops (with a warning) a message the daemon refuses for its size or its
+  budget: a status line is not worth failing a run for.
 - ``get_logs`` is called on every dashboard request: one plain GET in ZenML's
   ``LogEntry`` line format. When the daemon cannot be asked, the dashboard gets one
   error line saying why rather than an HTTP 500.
@@ -147,8 +149,17 @@ class WorkloadManager(_Interface):
                 time.sleep(BUILD_POLL_SECONDS)
 
     def log(self, workload_id: object, message: str) -> None:
-        """Add a message to the workload's log stream (it may have no Job yet)."""
-        self.client.log(workload_id, message, "INFO")
+        """Add a message to the workload's log stream (it may have no Job yet).
+
+        A message the daemon refuses for its size or for the budget of ids with no run
+        (413, 429) is dropped with a warning: a status line must not fail the run.
+        """
+        try:
+            self.client.log(workload_id, message, "INFO")
+        except ApiError as exc:
+            if exc.status not in (413, 429):
+                raise
+            logger.warning("zwmd: message for workload %s dropped: %s", workload_id, exc)
 
     def run(
         self,

@@ -76,10 +76,21 @@ def wait_for(check: Callable[[], bool], what: str, timeout: float) -> None:
 class Cluster:
     """``zwmd localkube`` in a child process, and its fault endpoints."""
 
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, kubelet: str = "process") -> None:
         self.kubeconfig = workdir / "kubeconfig"
         self.process = subprocess.Popen(
-            [PY, "-m", "zwmd", "localkube", "--port", "0", "--kubeconfig", str(self.kubeconfig)],
+            [
+                PY,
+                "-m",
+                "zwmd",
+                "localkube",
+                "--port",
+                "0",
+                "--kubelet",
+                kubelet,
+                "--kubeconfig",
+                str(self.kubeconfig),
+            ],
             stdout=subprocess.PIPE,
             text=True,
         )

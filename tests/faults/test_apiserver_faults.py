@@ -6,6 +6,9 @@ Three scenarios, each with its own localkube and daemon:
   apiserver shedding load, or etcd timing out;
 - the apiserver down for 60 s (connections refused, open ones closed), then back with
   its objects: a control-plane restart;
+- a silent partition for 60 s: every connection open at that moment stops moving bytes,
+  with no close and no reset, while new connections work; then the held connections
+  are reset, as peers that gave up on them meanwhile;
 - a storm of 410 Gone (watch history compacted) with dropped watch and pod-log streams,
   for 60 s.
 
@@ -72,6 +75,17 @@ def test_the_apiserver_down_for_a_minute(tmp_path: Path) -> None:
         return 1
 
     _scenario(tmp_path, "apiserver_down", fault, seed=22)
+
+
+def test_a_silent_partition_for_a_minute(tmp_path: Path) -> None:
+    def fault(cluster: Cluster) -> int:
+        time.sleep(5)
+        stalled = int(cluster.fault("stall")["stalled"])
+        time.sleep(FAULT_SECONDS)
+        cluster.fault("end-stall", drop=True)
+        return stalled  # connections held
+
+    _scenario(tmp_path, "partition", fault, seed=24)
 
 
 def test_a_410_storm_with_dropped_streams(tmp_path: Path) -> None:
