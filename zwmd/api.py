@@ -29,11 +29,12 @@ import hmac
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Any, Literal, Protocol
+from typing import Annotated, Any, Literal, Protocol
 
 from fastapi import Depends, FastAPI, Header, HTTPException, Query, Request, Response
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, StreamingResponse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from zwmd import __version__
@@ -41,17 +42,40 @@ from zwmd.kube.client import KubeError
 from zwmd.kube.sizes import ObjectTooLarge
 from zwmd.logs.store import InvalidKey
 
+INT64_MAX = 2**63 - 1  # Kubernetes' integers (activeDeadlineSeconds) are int64
+
+
+def _encodable(text: str) -> str:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("must be Unicode text that UTF-8 can encode (no lone surrogate)") from None
+    return text
+
+
+def _printable(part: object) -> object:
+    if isinstance(part, str):
+        return part.encode("utf-8", "backslashreplace").decode("utf-8")
+    return part
+
+
+#: A request string: JSON may escape a lone surrogate (``"\ud800"``), which nothing
+#: downstream (Kubernetes, the log store) can write; refused as 422 naming the field.
+Text = Annotated[str, AfterValidator(_encodable)]
+
 
 class RunRequest(BaseModel):
     """A runner container to run: ``POST /v1/workloads/{id}/run``."""
 
     model_config = ConfigDict(extra="forbid")
 
-    image: str = Field(min_length=1, description="the runner image")
-    command: list[str] = Field(default_factory=list)
-    arguments: list[str] = Field(default_factory=list)
-    environment: dict[str, str] = Field(default_factory=dict, description="secret: never shown")
-    timeout_seconds: int = Field(default=0, ge=0, description="the Job's deadline; 0 = none")
+    image: Text = Field(min_length=1, description="the runner image")
+    command: list[Text] = Field(default_factory=list)
+    arguments: list[Text] = Field(default_factory=list)
+    environment: dict[Text, Text] = Field(default_factory=dict, description="secret: never shown")
+    timeout_seconds: int = Field(
+        default=0, ge=0, le=INT64_MAX, description="the Job's deadline; 0 = none"
+    )
 
 
 class BuildRequest(BaseModel):
@@ -60,10 +84,10 @@ class BuildRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     workload_type: Literal["snapshot", "run"] | None = None
-    dockerfile: str = ""
-    image_name: str = Field(min_length=1)
-    timeout_seconds: int = Field(default=0, ge=0)
-    reuse_images: dict[str, str] = Field(default_factory=dict)
+    dockerfile: Text = ""
+    image_name: Text = Field(min_length=1)
+    timeout_seconds: int = Field(default=0, ge=0, le=INT64_MAX)
+    reuse_images: dict[Text, Text] = Field(default_factory=dict)
 
 
 class LogMessage(BaseModel):
@@ -71,7 +95,7 @@ class LogMessage(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    message: str
+    message: Text
     level: Literal["DEBUG", "INFO", "WARNING", "WARN", "ERROR", "CRITICAL"] = "INFO"
 
 
@@ -276,6 +300,16 @@ def create_app(ops: Operations, *, token: str | None, limits: ApiLimits | None =
     @app.exception_handler(InvalidKey)
     async def not_storable(_: Request, exc: InvalidKey) -> JSONResponse:
         return _invalid("path", exc.field, exc.message)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(_: Request, exc: RequestValidationError) -> JSONResponse:
+        # The field and the fault, never the input: it may be a secret, or text that
+        # JSON cannot carry back (a lone surrogate).
+        detail = [
+            {"type": e.get("type"), "loc": [_printable(p) for p in e["loc"]], "msg": e["msg"]}
+            for e in exc.errors()
+        ]
+        return JSONResponse(status_code=422, content={"detail": detail})
 
     @app.exception_handler(Refused)
     async def refused(_: Request, exc: Refused) -> JSONResponse:

@@ -8,6 +8,7 @@ has are bounded; an apiserver that refuses connections gives 503 with ``Retry-Af
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -363,3 +364,36 @@ async def test_a_run_or_a_cancel_while_the_apiserver_refuses_connections_is_503(
 
 async def _not_ready(daemon: Daemon) -> bool:
     return (await daemon.probes.get("/readyz")).status_code == 503
+
+
+@pytest.mark.parametrize("field", ["image", "command", "arguments", "environment", "name"])
+async def test_text_utf8_cannot_encode_is_422_naming_the_field(daemon: Daemon, field: str) -> None:
+    """JSON may escape a lone surrogate; nothing downstream could write it (found by
+    the hostile-input fault scenario as a 500)."""
+    bad = "a\ud800b"
+    body: dict[str, object] = {"image": "runner:1", "command": ["sh"], "environment": {}}
+    if field == "image":
+        body["image"] = bad
+    elif field in ("command", "arguments"):
+        body[field] = [bad]
+    else:
+        body["environment"] = {"A": bad} if field == "environment" else {bad: "x"}
+    url = "/v1/workloads/6a1c1b9e-0000-4000-8000-0000000005f1/run"
+    content = json.dumps(body)  # ensure_ascii: the surrogate travels as \\ud800
+    answer = await daemon.http.post(
+        url, content=content, headers={"content-type": "application/json"}
+    )
+    assert answer.status_code == 422, answer.text
+    where = answer.json()["detail"][0]["loc"]
+    assert where[:2] == ["body", "environment" if field == "name" else field]
+    assert "\\ud800" not in answer.text or field == "name"  # the value is never echoed
+    assert daemon.jobs() == []
+
+
+async def test_a_deadline_beyond_int64_is_422(daemon: Daemon) -> None:
+    body = {"image": "runner:1", "command": ["sh"], "timeout_seconds": 2**64}
+    url = "/v1/workloads/6a1c1b9e-0000-4000-8000-0000000005f2/run"
+    answer = await daemon.http.post(url, json=body)
+    assert answer.status_code == 422, answer.text
+    assert answer.json()["detail"][0]["loc"] == ["body", "timeout_seconds"]
+    assert daemon.jobs() == []
