@@ -66,8 +66,9 @@ def test_generated_requests_never_get_a_server_error(tmp_path: Path) -> None:
         report.update(requests=sum(statuses.values()), statuses=dict(sorted(statuses.items())))
         print(json.dumps(report))
         if os.environ.get("ZWMD_FAULTS_REPORT"):
-            out = Path(os.environ["ZWMD_FAULTS_REPORT"]) / "hostile_input.txt"
-            out.write_text(json.dumps(report))
+            where = Path(os.environ["ZWMD_FAULTS_REPORT"])
+            where.mkdir(parents=True, exist_ok=True)
+            (where / "hostile_input.txt").write_text(json.dumps(report))
         assert not errors, errors[:20]
         assert httpx.get(f"{daemon.url}/healthz", timeout=10).status_code == 200
         daemon.check_alive()
