@@ -25,7 +25,8 @@ Design notes:
 - Passing trouble is retried for up to ``ZWMD_CLIENT_RETRY_SECONDS`` (30 s), with
   backoff and jitter, honouring ``Retry-After``: a 503 (the daemon could not reach the
   Kubernetes API, or is starting), a refused connection (a restarting daemon), and a
-  connection that broke before the answer (uvicorn closes a connection after a 500). Every
+  connection that broke before the answer (uvicorn closes a connection after a 500), and
+  an idempotent request that timed out while budget is left. Every
   request is idempotent by workload id except posting a message, which is retried only
   when it was surely not received (the connection was refused). A run request carries an
   ``Idempotency-Key`` (one per call, the same on each of its retries): reusing a workload

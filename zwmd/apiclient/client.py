@@ -194,6 +194,10 @@ class Client(_Calls):
         while True:
             try:
                 response = self._send_once(call)
+            except DaemonTimeout:
+                if not call.idempotent or time.monotonic() >= deadline:
+                    raise
+                wait = delay  # the daemon may be waiting on a stalled apiserver: ask again
             except DaemonUnreachable as exc:
                 refused = isinstance(exc.__cause__, httpx.ConnectError)
                 retry = self._answered and (refused or call.idempotent)
