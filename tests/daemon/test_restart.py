@@ -158,7 +158,11 @@ def test_sigkill_and_restart_loses_nothing_and_duplicates_nothing(
     running = [submit([PY, "-c", WAIT_FOR_FLAG], str(flag)) for flag in flags]
     for wid in running:
         daemon.until(wid, "running")
-    queued = [submit([PY, "-c", f"print({i})"], "--run_id", str(uuid.uuid4())) for i in range(3)]
+    # each queued run also waits for its own flag: a slot frees only when the test says
+    holds = [tmp_path / f"hold-{i}" for i in range(3)]
+    queued = [
+        submit([PY, "-c", WAIT_FOR_FLAG], str(h), "--run_id", str(uuid.uuid4())) for h in holds
+    ]
     before = {wid: daemon.workload(wid) for wid in [succeeded, failed, *running, *queued]}
     assert [before[w]["state"] for w in queued] == ["queued"] * 3
 
@@ -180,14 +184,15 @@ def test_sigkill_and_restart_loses_nothing_and_duplicates_nothing(
     # one slot frees at a time: the queue moves strictly in submission order
     flags[0].write_text("go")
     daemon.until(running[0], "succeeded")
-    daemon.until(queued[0], "starting", "running", "succeeded")
+    daemon.until(queued[0], "starting", "running")
     assert [daemon.workload(w)["state"] for w in queued[1:]] == ["queued", "queued"]
+    holds[0].write_text("go")
     daemon.until(queued[0], "succeeded")
-    daemon.until(queued[1], "starting", "running", "succeeded")
+    daemon.until(queued[1], "starting", "running")
     assert daemon.workload(queued[2])["state"] == "queued"
-    daemon.until(queued[1], "succeeded")
-    flags[1].write_text("go")
-    for wid in [running[1], queued[2]]:
+    for flag in [holds[1], flags[1], holds[2]]:
+        flag.write_text("go")
+    for wid in [queued[1], running[1], queued[2]]:
         daemon.until(wid, "succeeded")
 
     jobs = cluster.jobs()
