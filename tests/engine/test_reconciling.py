@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import anyio
 import pytest
@@ -26,6 +26,7 @@ class _Kind:
         self.gates: dict[str, anyio.Event] = {}
         self.failures: dict[str, int] = {}
         self.after = 0
+        self.retry_after: float | None = 1
 
     def keys_listed(self, resource: str) -> Iterable[str]:
         return ()
@@ -43,7 +44,7 @@ class _Kind:
                 await self.gates[key].wait()
             if self.failures.get(key):
                 self.failures[key] -= 1
-                raise KubeError(429, "TooManyRequests", "slow down", retry_after=1)
+                raise KubeError(429, "TooManyRequests", "slow down", retry_after=self.retry_after)
         finally:
             self.running.discard(key)
 
@@ -103,4 +104,50 @@ async def test_the_latest_recheck_of_a_key_wins() -> None:
         await until(lambda: "soon" in kind.calls)
         await anyio.sleep(0.3)
         assert kind.calls == ["soon"]
+        tg.cancel_scope.cancel()
+
+
+async def test_a_failing_key_backs_off_longer_each_time_and_afresh_after_a_success() -> None:
+    """Retries of one key space out (1, 2, 4, 8 s bases, jittered), honour the
+    apiserver's Retry-After, and start from the shortest delay again after a success."""
+    fake = {"now": datetime(2026, 1, 1, tzinfo=UTC)}
+    kind = _Kind()
+    seen: list[datetime] = []
+    reconcile = kind.reconcile
+
+    async def timed(key: str) -> None:
+        seen.append(fake["now"])
+        await reconcile(key)
+
+    kind.reconcile = timed  # type: ignore[method-assign]
+    reconciler = Reconciler(clock=lambda: fake["now"], tick=0.002)
+    reconciler.add(kind)
+
+    async def advance() -> None:  # 0.1 s of the reconciler's time per real millisecond
+        while True:
+            await anyio.sleep(0.001)
+            fake["now"] += timedelta(seconds=0.1)
+
+    def gaps() -> list[float]:
+        return [(b - a).total_seconds() for a, b in zip(seen, seen[1:], strict=False)]
+
+    async with anyio.create_task_group() as tg:
+        await tg.start(reconciler.run)
+        tg.start_soon(advance)
+        kind.failures["a"] = 4
+        kind.retry_after = None
+        reconciler.kick("test", "a")
+        await until(lambda: len(seen) == 5)  # four failures, then a success
+        for gap, base in zip(gaps(), [1, 2, 4, 8], strict=True):  # (+0.5: the timer's steps)
+            assert base / 2 <= gap <= base + 0.5, gaps()
+
+        kind.failures["a"], kind.retry_after = 1, 10.0  # the apiserver asks for 10 s
+        reconciler.kick("test", "a")
+        await until(lambda: len(seen) == 7)
+        assert gaps()[-1] >= 10, gaps()
+
+        kind.failures["a"], kind.retry_after = 1, None  # a success since: short again
+        reconciler.kick("test", "a")
+        await until(lambda: len(seen) == 9)
+        assert gaps()[-1] <= 1.5, gaps()
         tg.cancel_scope.cancel()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import random
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -18,6 +17,7 @@ from zwmd.apiclient.answers import (
     Workload,
 )
 from zwmd.apiclient.config import ClientConfig
+from zwmd.backoff import Backoff
 
 IDEMPOTENCY_KEY = "Idempotency-Key"
 WAIT_SLICE_SECONDS = 60.0
@@ -190,32 +190,38 @@ class Client(_Calls):
     def _send(self, call: _Call[Any]) -> httpx.Response:
         """One call, retried while the trouble is passing (see the module notes)."""
         deadline = time.monotonic() + self.config.retry_seconds
-        delay = 0.25
+        backoff = Backoff(0.25, _BACKOFF_MAX_SECONDS)
         while True:
+            retry_after: float | None = None
             try:
                 response = self._send_once(call)
-            except DaemonTimeout:
-                if not call.idempotent or time.monotonic() >= deadline:
+            except (DaemonTimeout, DaemonUnreachable) as exc:
+                if not self._may_ask_again(call, exc) or time.monotonic() >= deadline:
                     raise
-                wait = delay  # the daemon may be waiting on a stalled apiserver: ask again
-            except DaemonUnreachable as exc:
-                refused = isinstance(exc.__cause__, httpx.ConnectError)
-                retry = self._answered and (refused or call.idempotent)
-                if not retry or time.monotonic() >= deadline:
-                    raise
-                wait = delay
             else:
                 self._answered = True
                 if response.status_code != 503 or time.monotonic() >= deadline:
                     break
-                wait = max(delay, _retry_after(response))
-            delay = min(_BACKOFF_MAX_SECONDS, delay * 2)
-            time.sleep(min(wait * random.uniform(0.8, 1.2), max(0.0, deadline - time.monotonic())))
+                retry_after = _retry_after(response)
+            time.sleep(min(backoff.next(retry_after), max(0.0, deadline - time.monotonic())))
         if response.status_code >= 400:
             raise ApiError(
                 response.status_code, _detail(response), method=call.method, path=call.path
             )
         return response
+
+    def _may_ask_again(self, call: _Call[Any], exc: DaemonTimeout | DaemonUnreachable) -> bool:
+        """Whether a call that got no answer may be sent again.
+
+        A timeout: when the call is idempotent (the daemon may be waiting on a stalled
+        apiserver). No connection: only once the daemon has answered this client (a
+        wrong address fails at once), and when the call is idempotent or the connection
+        was refused (then the request cannot have reached the daemon).
+        """
+        if isinstance(exc, DaemonTimeout):
+            return call.idempotent
+        refused = isinstance(exc.__cause__, httpx.ConnectError)
+        return self._answered and (refused or call.idempotent)
 
     def _send_once(self, call: _Call[Any]) -> httpx.Response:
         for attempt in (1, 2):

@@ -14,9 +14,12 @@ reconcile functions behind it; kopf's per-object processing):
   deadline, a Job that has no pod yet, a retry after an error) come from
   :meth:`Reconciler.recheck`: a heap of due times, popped by one ticker. Nothing scans
   every workload on a timer.
-- A reconcile that fails is logged and retried after :data:`RETRY_SECONDS`: an
+- A reconcile that fails is logged and retried (:meth:`Reconciler.retry_later`): an
   apiserver error (429, 5xx, a dropped connection) or a bug in one key never ends the
-  daemon or the other keys.
+  daemon or the other keys. Each failing key backs off on its own
+  (:class:`~zwmd.backoff.Backoff`: from :data:`RETRY_SECONDS`, doubling up to
+  :data:`RETRY_MAX_SECONDS`, with jitter, never sooner than the apiserver's
+  ``Retry-After``), and starts again from the shortest delay once it succeeds.
 - After every worker, the kinds' ``after_work`` runs (admission: which queued runners
   start), under the same error handling.
 - Background work that belongs to no key (log followers, a build's log notes) runs in
@@ -35,6 +38,7 @@ from typing import Any, Protocol
 import anyio
 from anyio.abc import TaskGroup, TaskStatus
 
+from zwmd.backoff import Backoff
 from zwmd.engine.workload import Transition, Workload
 from zwmd.kube.client import KubeError
 from zwmd.kube.informer import Change
@@ -42,6 +46,7 @@ from zwmd.kube.informer import Change
 log = logging.getLogger(__name__)
 
 __all__ = [
+    "RETRY_MAX_SECONDS",
     "RETRY_SECONDS",
     "EngineListener",
     "EngineTiming",
@@ -50,7 +55,8 @@ __all__ = [
     "utcnow",
 ]
 
-RETRY_SECONDS = 2.0
+RETRY_SECONDS = 2.0  # the first retry of a failed key, about (jittered)
+RETRY_MAX_SECONDS = 30.0
 
 
 def utcnow() -> datetime:
@@ -114,6 +120,7 @@ class Reconciler:
         self._kicked: dict[tuple[str, str], bool] = {}  # key -> kicked again while working
         self._due: list[tuple[datetime, int, tuple[str, str]]] = []
         self._wanted: dict[tuple[str, str], datetime] = {}  # key -> when it asked to be looked at
+        self._failing: dict[tuple[str, str], Backoff] = {}  # keys whose last try failed
         self._timers = 0
         self._tg: TaskGroup | None = None
 
@@ -177,7 +184,8 @@ class Reconciler:
         kind = self.kinds[item[0]]
         try:
             while True:
-                await self._guarded(kind, item, lambda: kind.reconcile(item[1]))
+                if await self._guarded(kind, item, lambda: kind.reconcile(item[1])):
+                    self._failing.pop(item, None)
                 if not self._kicked.get(item):
                     break
                 self._kicked[item] = False
@@ -190,19 +198,33 @@ class Reconciler:
         kind: WorkloadKind,
         item: tuple[str, str],
         step: Callable[[], Coroutine[Any, Any, None]],
-    ) -> None:
+    ) -> bool:
+        """Run one step of ``item``'s work; whether it succeeded (if not, it is retried)."""
         try:
             await step()
         except Exception as exc:
-            log.warning(
-                "%s %s: %s (retrying in %ss)",
-                kind.name,
-                item[1],
-                exc,
-                RETRY_SECONDS,
-                exc_info=not isinstance(exc, KubeError),
-            )
-            self.recheck(item[0], item[1], self.clock() + timedelta(seconds=RETRY_SECONDS))
+            self.retry_later(item[0], item[1], exc)
+            return False
+        return True
+
+    def retry_later(self, kind: str, key: str, exc: Exception) -> None:
+        """``key``'s work failed with ``exc``: log it, and reconcile the key again after
+        its backoff (the next failure waits longer, a success starts again)."""
+        item = (kind, key)
+        backoff = self._failing.get(item)
+        if backoff is None:
+            backoff = self._failing[item] = Backoff(RETRY_SECONDS / 2, RETRY_MAX_SECONDS)
+        retry_after = exc.retry_after if isinstance(exc, KubeError) else None
+        delay = backoff.next(retry_after)
+        log.warning(
+            "%s %s: %s (retrying in %.1fs)",
+            kind,
+            key,
+            exc,
+            delay,
+            exc_info=not isinstance(exc, KubeError),
+        )
+        self.recheck(kind, key, self.clock() + timedelta(seconds=delay))
 
     async def _timer(self) -> None:
         while True:

@@ -49,7 +49,7 @@ import anyio
 
 from zwmd.engine.kubereading import job_failed, job_finished, parse_time
 from zwmd.engine.reasons import observe
-from zwmd.engine.reconciling import RETRY_SECONDS, EngineListener, EngineTiming, Reconciler
+from zwmd.engine.reconciling import EngineListener, EngineTiming, Reconciler
 from zwmd.engine.registry import Entry, Registry
 from zwmd.engine.speckey import SpecKey
 from zwmd.engine.workload import (
@@ -475,8 +475,7 @@ class Runners:
         try:
             await self.after_work()
         except Exception as exc:
-            log.warning("admission after %s: %s (retrying in %ss)", key, exc, RETRY_SECONDS)
-            self.reconciler.recheck(self.name, key, self._now() + timedelta(seconds=RETRY_SECONDS))
+            self.reconciler.retry_later(self.name, key, exc)
 
     async def after_work(self) -> None:
         """Admission: un-suspend the queued Jobs that may start now, in order."""

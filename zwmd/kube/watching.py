@@ -30,7 +30,6 @@ Design notes (the watch loop is split from processing, as in kopf):
 from __future__ import annotations
 
 import math
-import random
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -41,6 +40,7 @@ import anyio
 import orjson
 from anyio.abc import TaskStatus
 
+from zwmd.backoff import Backoff
 from zwmd.kube.client import KubeClient, KubeError, Obj
 
 
@@ -104,7 +104,7 @@ class Watcher:
     listed: bool = False  # at least one list has succeeded
     reachable: bool = False  # the last request to the apiserver succeeded
     last_progress: float = field(default_factory=time.monotonic)
-    _backoff: float = 0.0
+    _backoff: Backoff = field(init=False)
     _due: float = math.inf  # when the loop must show life again (inf: not running)
 
     def seconds_since_progress(self) -> float:
@@ -149,13 +149,11 @@ class Watcher:
                 self.observer.watch_restart(self.resource, "error")
                 await self._back_off(exc.retry_after)
 
+    def __post_init__(self) -> None:
+        self._backoff = Backoff(self.timing.backoff_initial, self.timing.backoff_max)
+
     async def _back_off(self, retry_after: float | None) -> None:
-        self._backoff = min(
-            self.timing.backoff_max, max(self.timing.backoff_initial, self._backoff * 2)
-        )
-        delay = self._backoff * random.uniform(0.5, 1.0)
-        if retry_after is not None:
-            delay = max(delay, retry_after)
+        delay = self._backoff.next(retry_after)
         self._progress(expect=delay)
         await self.sleep(delay)
         self._progress()
@@ -164,7 +162,7 @@ class Watcher:
         self._progress()
         items, version = await self.kube.list(self.resource, label_selector=self.label_selector)
         self.reachable = True
-        self._backoff = 0.0
+        self._backoff.reset()
         self._progress()
         self.observer.watch_relist(self.resource)
         self.resource_version = version
@@ -182,7 +180,7 @@ class Watcher:
             inactivity_timeout=self.timing.inactivity_timeout,
         )
         self.reachable = True
-        self._backoff = 0.0
+        self._backoff.reset()
         async with stream:
             lines = stream.lines().__aiter__()
             while True:
