@@ -17,7 +17,9 @@ def test_delays_double_within_their_jitter_up_to_the_cap() -> None:
 
 def test_jitter_spreads_clients_that_failed_together() -> None:
     delays = {Backoff(1.0, 8.0).next() for _ in range(50)}
-    assert len(delays) > 40 and min(delays) >= 0.5 and max(delays) <= 1.0
+    assert len(delays) > 40
+    assert min(delays) >= 0.5
+    assert max(delays) <= 1.0
 
 
 def test_retry_after_is_a_floor_and_a_success_starts_again() -> None:
@@ -25,7 +27,8 @@ def test_retry_after_is_a_floor_and_a_success_starts_again() -> None:
     assert backoff.next(retry_after=12.0) == 12.0
     assert backoff.next(retry_after=0.0) <= 1.0  # a shorter Retry-After changes nothing
     backoff.reset()
-    assert backoff.failures == 0 and backoff.next() <= 0.5
+    assert backoff.failures == 0
+    assert backoff.next() <= 0.5
 
 
 @pytest.mark.parametrize(("initial", "maximum"), [(0.0, 1.0), (2.0, 1.0), (-1.0, 5.0)])

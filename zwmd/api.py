@@ -153,7 +153,7 @@ class Operations(Protocol):
 
     async def wait(self, id_or_alias: str, timeout: float) -> dict[str, Any]: ...
 
-    async def cancel(self, id_or_alias: str) -> None: ...
+    async def cancel(self, id_or_alias: str) -> dict[str, Any] | None: ...
 
     async def log(self, id_or_alias: str, message: str, level: str) -> None: ...
 
@@ -352,10 +352,17 @@ def create_app(ops: Operations, *, token: str | None, limits: ApiLimits | None =
     ) -> dict[str, Any]:
         return await ops.wait(workload_id, timeout)
 
-    @app.delete("/v1/workloads/{workload_id}", status_code=204, dependencies=v1)
+    @app.delete(
+        "/v1/workloads/{workload_id}",
+        status_code=204,
+        dependencies=v1,
+        responses={202: {"description": "cancel under way: deleting the Job is retried"}},
+    )
     async def cancel(workload_id: str) -> Response:
-        await ops.cancel(workload_id)
-        return Response(status_code=204)
+        pending = await ops.cancel(workload_id)
+        if pending is None:
+            return Response(status_code=204)
+        return JSONResponse(pending, status_code=202)
 
     @app.post("/v1/workloads/{workload_id}/logs", status_code=204, dependencies=v1)
     async def post_log(workload_id: str, body: LogMessage) -> Response:

@@ -114,18 +114,42 @@ async def test_a_retry_after_a_restart_completes_a_cut_short_submission(
 
 
 async def test_cancel_says_cancelled_only_once_the_job_is_deleted(daemon: Daemon) -> None:
+    """A refused delete is retried by the daemon, and says so meanwhile; no second call."""
     workload = await daemon.submit(command=["sh", "-c", "sleep 600"], expect=(202,))
     wid, job = str(workload["id"]), str(workload["job_name"])
     pod = await daemon.pod_of(job, timeout=30)
     daemon.kubelet.set_running(daemon.namespace, pod)
     await daemon.until_state(wid, "running")
-    daemon.kube.faults.fail_next(1, status=500, match=("delete", "jobs"))
-    refused = await daemon.http.delete(f"/v1/workloads/{wid}")
-    assert refused.status_code == 503, refused.text
-    assert (await daemon.get(wid))["state"] == "running"  # not a word about "cancelled"
-    assert daemon.job(job)  # and the Job is still there
+    faults = daemon.kube.faults
+    faults.fail_next(3, status=500, match=("delete", "jobs"))
+    accepted = await daemon.http.delete(f"/v1/workloads/{wid}")
+    assert accepted.status_code == 202, accepted.text  # under way, not done
+    assert accepted.json()["state"] == "running"  # not a word about "cancelled"
+    assert "cancel requested" in accepted.json()["message"]
+    assert "500" in accepted.json()["message"]
+    assert daemon.job(job)  # the Job is still there
+    assert (await daemon.wait(wid, timeout=60))["state"] == "cancelled"
+    assert faults.pending_failures == 0  # the daemon asked again until it was let
+    assert job not in {j["metadata"]["name"] for j in daemon.jobs()}
+    assert not (await daemon.get(wid))["message"].startswith("cancel requested")
     assert (await daemon.http.delete(f"/v1/workloads/{wid}")).status_code == 204
-    assert (await daemon.wait(wid, timeout=30))["state"] == "cancelled"
+
+
+async def test_a_cancel_whose_delete_keeps_failing_lets_the_run_end_as_it_does(
+    daemon: Daemon,
+) -> None:
+    workload = await daemon.submit(command=["sh", "-c", "exit 0"], expect=(202,))
+    wid, job = str(workload["id"]), str(workload["job_name"])
+    pod = await daemon.pod_of(job, timeout=30)
+    daemon.kubelet.set_running(daemon.namespace, pod)
+    await daemon.until_state(wid, "running")
+    daemon.kube.faults.fail_next(1000, status=503, match=("delete", "jobs"))
+    assert (await daemon.http.delete(f"/v1/workloads/{wid}")).status_code == 202
+    daemon.kubelet.succeed(daemon.namespace, pod)  # it ends before a delete got through
+    done = await daemon.wait(wid, timeout=30)
+    assert done["state"] == "succeeded", done
+    assert "cancel" not in done["message"]
+    daemon.kube.faults.reset()
 
 
 # -- the HTTP client: what the ZenML adapter sees ---------------------------------------

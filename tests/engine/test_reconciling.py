@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 
@@ -129,7 +130,7 @@ async def test_a_failing_key_backs_off_longer_each_time_and_afresh_after_a_succe
             fake["now"] += timedelta(seconds=0.1)
 
     def gaps() -> list[float]:
-        return [(b - a).total_seconds() for a, b in zip(seen, seen[1:], strict=False)]
+        return [(b - a).total_seconds() for a, b in itertools.pairwise(seen)]
 
     async with anyio.create_task_group() as tg:
         await tg.start(reconciler.run)

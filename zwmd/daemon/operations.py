@@ -246,15 +246,18 @@ class DaemonOperations:
             await entry.finished.wait()
         return entry.workload.to_api()
 
-    async def cancel(self, id_or_alias: str) -> None:
+    async def cancel(self, id_or_alias: str) -> dict[str, Any] | None:
+        """Cancel; None once done, or the workload while its cancel is still under way."""
         entry = self.registry.resolve(id_or_alias)
         if entry is None:
             self._find(id_or_alias)  # 404 for an id never seen; a finished one stays as it is
-            return
+            return None
         if entry.kind == naming.KIND_BUILDER:
             await self.images.cancel(entry)
-        else:
-            await self.runners.cancel(entry)
+            return None
+        if await self.runners.cancel(entry):
+            return None
+        return entry.workload.to_api()
 
     # -- logs ---------------------------------------------------------------------------
 

@@ -57,7 +57,8 @@ class Entry:
     events: list[Obj] = field(default_factory=list)
     target: str = ""  # a build: the full image it waits for ("" when decided at once)
     creating: bool = False
-    cancelling: bool = False
+    cancelling: bool = False  # its Job is being deleted (or is gone) by zwmd
+    cancel_requested: bool = False  # a cancel not yet carried out (its delete failed)
     #: the Job's environment Secret is known to exist (admission waits for it)
     environment_ready: bool = False
     finalized: bool = False

@@ -9,13 +9,10 @@ id. Design notes:
   the same spec returns that workload; with another spec it is a conflict. Under the id
   of a finished workload it starts the next attempt (:mod:`zwmd.engine.attempts`).
   Writes: Job (suspended), then its environment Secret (owned by the Job), then
-  admission: no pod starts before its Secret exists. Both objects are built and
-  measured before the first write (:mod:`zwmd.kube.sizes`): a run Kubernetes would
-  refuse for its size is refused whole. A submission cut short after the Job
-  (a refused Secret, a daemon killed mid-request) leaves a queued Job that admission skips
-  (it takes no slot); the caller's retry of the same request writes the Secret, and
-  without one the workload fails ``CreateFailed`` after ``environment_grace`` and its Job
-  is deleted. A Job found suspended after a restart has its Secret looked up once.
+  admission: no pod starts before its Secret exists
+  (:mod:`zwmd.engine.environment`, which also says what becomes of a submission cut
+  short). Both objects are built and measured before the first write
+  (:mod:`zwmd.kube.sizes`): a run Kubernetes would refuse for its size is refused whole.
 - **Reconciling** one workload: :func:`~zwmd.engine.reasons.observe` the informer's Job
   and pods (and, for a started Job with no pod, its Events), let
   :meth:`Workload.apply` decide whether the state moves, and record the new state in
@@ -25,10 +22,11 @@ id. Design notes:
   not wait behind a log flush), then the log pipeline completes the attempt's log
   (:meth:`EngineListener.finished`), the Job gets ``zwmd.io/logs-flushed`` and its
   ``ttlSecondsAfterFinished``, and the entry is evicted from the registry.
-- **Admission** (:meth:`Runners.after_work`): the queued workloads that the
-  :class:`~zwmd.engine.queueing.AdmissionQueue` names are un-suspended, one lock for all.
-  A failed patch leaves the record as it was: the workload is retried, never shown
-  ``starting`` with a suspended Job.
+- **Admission** (:meth:`Runners.after_work`, :mod:`zwmd.engine.admitting`): the queued
+  workloads that may start are un-suspended, in order.
+- **Cancel** deletes the Job first and says ``cancelled`` only once that succeeded. A
+  failed delete is retried by the reconciler (with its backoff) and shows in the
+  workload's message meanwhile; a run that ends on its own first ends as it did.
 - **The spec hash** is keyed (:mod:`zwmd.engine.speckey`): the same request hashes the
   same in every daemon of the namespace, before and after a restart.
 - **Secret values**: the listener hears the environment of each submitted run
@@ -45,8 +43,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
-import anyio
-
+from zwmd.engine.admitting import Admission
+from zwmd.engine.environment import EnvironmentGate, EnvironmentMissing
 from zwmd.engine.kubereading import job_failed, job_finished, parse_time
 from zwmd.engine.reasons import observe
 from zwmd.engine.reconciling import EngineListener, EngineTiming, Reconciler
@@ -62,7 +60,7 @@ from zwmd.engine.workload import (
 from zwmd.kube import naming
 from zwmd.kube.client import KubeClient, KubeError, Obj
 from zwmd.kube.informer import Change, Informer
-from zwmd.kube.jobs import PodPolicy, environment_secret, runner_job
+from zwmd.kube.jobs import PodPolicy, runner_job
 from zwmd.kube.sizes import ObjectLimits, check_runner_objects
 from zwmd.states import Reason, State
 
@@ -124,11 +122,21 @@ class Runners:
         self.registry = registry
         self.reconciler = reconciler
         self.listener = listener
-        self.max_active = max_active
         self.ttl_seconds_after_finished = ttl_seconds_after_finished
         self.timing = timing
         self.limits = limits or ObjectLimits()
-        self._admission = anyio.Lock()
+        self.environment = EnvironmentGate(
+            kube, informer, registry, listener, grace_seconds=timing.environment_grace
+        )
+        self.admission = Admission(
+            kube,
+            informer,
+            registry,
+            listener,
+            self.environment,
+            max_active=max_active,
+            clock=self._now,
+        )
 
     def _now(self) -> datetime:
         return self.reconciler.clock()
@@ -151,8 +159,8 @@ class Runners:
             if current.workload.spec_hash == digest:
                 if current.environment_ready or current.creating:
                     return current.workload, False
-                await self._create_environment(current, spec)  # a retry completes a cut-short
-                await self._admit_now_or_later(workload_id)  # submission: accepted now
+                await self.environment.create(current, spec.environment)  # a retry completes
+                await self._admit_now_or_later(workload_id)  # a cut-short submission
                 return current.workload, True
             raise SpecConflict(
                 f"workload {workload_id} is {current.workload.state} with another spec; "
@@ -172,7 +180,7 @@ class Runners:
             # The Job exists from here on: a failure leaves it queued, waiting for its
             # Secret (a retry of this request writes it) until environment_grace.
             try:
-                await self._create_environment(entry, spec, created)
+                await self.environment.create(entry, spec.environment, created)
             except BaseException:
                 self.reconciler.recheck(self.name, workload_id, self._now())
                 raise
@@ -180,17 +188,6 @@ class Runners:
             entry.creating = False
         await self._admit_now_or_later(workload.id)
         return entry.workload, True
-
-    async def _create_environment(
-        self, entry: Entry, spec: RunSpec, job: Obj | None = None
-    ) -> None:
-        """Write the Job's environment Secret (owned by the Job); admission waits for it."""
-        self.listener.submitted(entry.workload, spec.environment)  # what to mask in its logs
-        job = job or self.informer.job(entry.workload.job_name)
-        if job is None:
-            job = await self.kube.get("jobs", entry.workload.job_name)
-        await self.kube.create_or_replace("secrets", environment_secret(job, spec.environment))
-        entry.environment_ready = True
 
     def check(self, policy: PodPolicy, workload_id: str, spec: RunSpec, *, attempt: int) -> None:
         """Raise :class:`~zwmd.kube.sizes.ObjectTooLarge` if the run's Job or Secret would
@@ -245,19 +242,31 @@ class Runners:
         self.registry.put(entry)
         return existing
 
-    async def cancel(self, entry: Entry) -> None:
-        """Delete the Job, then record the workload as cancelled (a failed delete changes
-        nothing)."""
-        workload = entry.workload
-        if workload.is_terminal:
-            return
-        entry.cancelling = True
+    async def cancel(self, entry: Entry) -> bool:
+        """Delete the Job, then record the workload as cancelled; whether it is terminal.
+
+        A failed delete changes nothing but the workload's message: the reconciler
+        retries it with its backoff until it succeeds, or until the run ends on its own
+        first (then it ends as it did). ``False`` means the cancel is under way.
+        """
+        if entry.workload.is_terminal:
+            return True
+        entry.cancel_requested = True
         try:
-            await self.kube.delete("jobs", workload.job_name, propagation="Background")
+            await self._cancel_now(entry)
         except KubeError as exc:
-            if exc.code != 404:
-                entry.cancelling = False
-                raise
+            self.reconciler.retry_later(self.name, entry.workload.id, exc)
+            return False
+        return True
+
+    async def _cancel_now(self, entry: Entry) -> None:
+        workload = entry.workload
+        try:
+            await self._delete_job(entry)
+        except KubeError as exc:
+            workload.cancel_error = str(exc)
+            raise
+        workload.cancel_error = ""
         transition = workload.cancel(self._now())
         self.registry.note(workload)
         if transition is not None:
@@ -267,6 +276,17 @@ class Runners:
             await self._finalize(entry)
         finally:
             entry.finished.set()
+
+    async def _delete_job(self, entry: Entry) -> None:
+        """Delete the workload's Job (one already gone counts); from then on the Job's
+        absence is expected (not ``JobLost``) and nothing is written onto it."""
+        entry.cancelling = True
+        try:
+            await self.kube.delete("jobs", entry.workload.job_name, propagation="Background")
+        except KubeError as exc:
+            if exc.code != 404:
+                entry.cancelling = False
+                raise
 
     # -- the reconciler's kind -----------------------------------------------------------
 
@@ -327,6 +347,11 @@ class Runners:
             await self._finish(entry)
             return
         job = self.informer.job(workload.job_name)
+        if entry.cancel_requested:
+            if job is None or not job_finished(job):
+                await self._cancel_now(entry)  # a failure is retried, with the backoff
+                return
+            entry.cancel_requested, workload.cancel_error = False, ""  # it ended first
         if job is None:
             if entry.creating or entry.cancelling or "jobs" not in self.informer.listed:
                 return
@@ -363,39 +388,20 @@ class Runners:
         await self._after(entry, workload.apply(obs, now))
 
     async def _check_environment(self, entry: Entry, job: Obj) -> None:
-        """A queued Job whose Secret is not known to exist (adopted after a restart, or a
-        submission whose Secret create failed): found, it may be admitted; missing past
-        ``environment_grace`` from the Job's creation, the workload fails and the Job is
-        deleted, so that no pod ever starts without its environment."""
-        name = naming.secret_name(entry.workload.job_name)
-        try:
-            await self.kube.get("secrets", name)
-        except KubeError as exc:
-            if exc.code != 404:
-                raise
-        else:
-            entry.environment_ready = True
-            return
+        """A queued Job whose Secret is not known to exist: found, it may be admitted;
+        missing past the grace period, the workload fails and its Job is deleted, so
+        that no pod ever starts without its environment."""
         now = self._now()
-        created = parse_time(job["metadata"].get("creationTimestamp")) or now
-        deadline = created + timedelta(seconds=self.timing.environment_grace)
-        if now < deadline:
-            self.reconciler.recheck(self.name, entry.workload.id, deadline)
-            return
-        detail = (
-            f"its environment Secret {name} was never created (the submission did not "
-            "complete: the daemon stopped or Kubernetes refused the Secret); submit the run again"
-        )
-        transition = entry.workload.fail(
-            Reason.CREATE_FAILED, Reason.CREATE_FAILED.message(detail=detail), now
-        )
         try:
-            await self.kube.delete("jobs", entry.workload.job_name, propagation="Background")
-        except KubeError as exc:
-            if exc.code != 404:
-                raise
-        entry.cancelling = True  # the Job is going: not lost, and nothing to flush onto it
-        await self._after(entry, transition, record=False)
+            again = await self.environment.check(entry, job, now)
+        except EnvironmentMissing as exc:
+            transition = entry.workload.fail(
+                Reason.CREATE_FAILED, Reason.CREATE_FAILED.message(detail=str(exc)), now
+            )
+            await self._delete_job(entry)
+            await self._after(entry, transition, record=False)
+            return
+        self.reconciler.recheck(self.name, entry.workload.id, again)
 
     async def _read_events(self, entry: Entry, job: Obj, now: datetime) -> datetime | None:
         """Read Events of a started Job that has no pod yet (e.g. FailedCreate).
@@ -479,35 +485,7 @@ class Runners:
 
     async def after_work(self) -> None:
         """Admission: un-suspend the queued Jobs that may start now, in order."""
-        async with self._admission:
-            for workload in self.registry.queue.next(self.max_active, self._environment_ready):
-                entry = self.registry.get(workload.id)
-                if entry is None or entry.workload is not workload or entry.creating:
-                    continue
-                if self.informer.job(workload.job_name) is None:
-                    continue
-                before = replace(workload)
-                transition = workload.admit(self._now())
-                if transition is None:
-                    continue
-                try:
-                    await self.kube.patch(
-                        "jobs",
-                        workload.job_name,
-                        {
-                            "metadata": {"annotations": workload.annotations()},
-                            "spec": {"suspend": False},
-                        },
-                    )
-                except BaseException:
-                    vars(workload).update(vars(before))  # still queued, as on the Job
-                    raise
-                self.registry.note(workload)
-                self.listener.transitioned(workload, transition)
-
-    def _environment_ready(self, workload: Workload) -> bool:
-        entry = self.registry.get(workload.id)
-        return entry is not None and entry.environment_ready
+        await self.admission.run()
 
 
 def _flushed(job: Obj) -> bool:

@@ -113,6 +113,8 @@ class Workload:
     spec_hash: str = ""
     exit_code: int | None = None
     request_key: str = ""  # the Idempotency-Key of the request that made this attempt
+    #: why a requested cancel is not done yet (its Job's delete failed); memory only
+    cancel_error: str = ""
 
     def __post_init__(self) -> None:
         self.id = _canonical_uuid(self.id)
@@ -132,13 +134,20 @@ class Workload:
 
     # -- the API -------------------------------------------------------------------------
 
+    def _api_message(self) -> str:
+        if not self.cancel_error or self.is_terminal:
+            return self.message
+        return (
+            f"cancel requested: deleting Job {self.job_name} failed, retrying ({self.cancel_error})"
+        )
+
     def to_api(self) -> dict[str, Any]:
         """The body of ``GET /v1/workloads/{id}`` (JSON-ready: times are RFC 3339)."""
         return {
             "id": self.id,
             "state": str(self.state),
             "reason": str(self.reason) if self.reason else None,
-            "message": self.message,
+            "message": self._api_message(),
             "image": self.image,
             "job_name": self.job_name,
             "created_at": format_time(self.submitted_at),
