@@ -26,6 +26,7 @@ Design notes:
 from __future__ import annotations
 
 import hmac
+import logging
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -41,6 +42,8 @@ from zwmd import __version__
 from zwmd.kube.client import KubeError
 from zwmd.kube.sizes import ObjectTooLarge
 from zwmd.logs.store import InvalidKey
+
+log = logging.getLogger(__name__)
 
 INT64_MAX = 2**63 - 1  # Kubernetes' integers (activeDeadlineSeconds) are int64
 
@@ -128,6 +131,11 @@ class Refused(Exception):
 
 class NotFound(Exception):
     """No workload has that id or alias."""
+
+
+class Misconfigured(Exception):
+    """Something only an operator can mend (the message names it) keeps zwmd from serving
+    the request: 500 with that message (sending it again would not help)."""
 
 
 class Conflict(Exception):
@@ -288,6 +296,11 @@ def create_app(ops: Operations, *, token: str | None, limits: ApiLimits | None =
     @app.exception_handler(Conflict)
     async def conflict(_: Request, exc: Conflict) -> JSONResponse:
         return JSONResponse(status_code=409, content={"detail": str(exc)})
+
+    @app.exception_handler(Misconfigured)
+    async def misconfigured(_: Request, exc: Misconfigured) -> JSONResponse:
+        log.error("%s", exc)
+        return JSONResponse(status_code=500, content={"detail": str(exc)})
 
     @app.exception_handler(KubeError)
     async def kube_failed(_: Request, exc: KubeError) -> JSONResponse:

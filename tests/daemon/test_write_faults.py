@@ -7,6 +7,7 @@ client is told to retry (503 with ``Retry-After``), and the workload ends as it 
 from __future__ import annotations
 
 import dataclasses
+import uuid
 from pathlib import Path
 
 import anyio
@@ -16,6 +17,7 @@ from tests.daemon.conftest import Daemon
 from tests.inprocess import until
 from zwmd.apiclient import ApiError, Client, ClientConfig
 from zwmd.daemon.serving import DaemonConfig
+from zwmd.engine.speckey import SECRET_NAME
 from zwmd.localkube import LocalKube
 
 pytestmark = pytest.mark.anyio
@@ -215,3 +217,16 @@ async def test_a_retried_request_gets_its_run_back_even_finished_and_after_a_res
         resumed = await second.http.post(url, json=body, headers={"Idempotency-Key": "request-2"})
         assert resumed.status_code == 202, resumed.text  # a new request: the next attempt
         assert resumed.json()["attempt"] == 2
+
+
+async def test_a_broken_spec_key_secret_is_named_in_the_answer(daemon: Daemon) -> None:
+    """Not a bare 500: the operator is told which Secret to mend, and it is left alone."""
+    broken = {"metadata": {"name": SECRET_NAME}, "data": {"key": "bm90IGEga2V5"}}
+    daemon.kube.store.create("secrets", daemon.namespace, broken)
+    body = {"image": "runner:1", "command": ["sh", "-c", "exit 0"]}
+    answer = await daemon.http.post(f"/v1/workloads/{uuid.uuid4()}/run", json=body)
+    assert answer.status_code == 500
+    assert SECRET_NAME in answer.json()["detail"]
+    assert "restore it, or delete it" in answer.json()["detail"]
+    assert daemon.kube_object("secrets", SECRET_NAME)["data"] == broken["data"]
+    assert daemon.jobs() == []  # nothing was written

@@ -32,13 +32,22 @@ from typing import Any
 
 import anyio
 
-from zwmd.api import ApiLimits, BuildRequest, Conflict, NotFound, Refused, RunRequest
+from zwmd.api import (
+    ApiLimits,
+    BuildRequest,
+    Conflict,
+    Misconfigured,
+    NotFound,
+    Refused,
+    RunRequest,
+)
 from zwmd.daemon.unknownids import UnknownIds
 from zwmd.engine.attempts import message_attempt, next_attempt
 from zwmd.engine.imagebuilds import ImageBuilds
 from zwmd.engine.reconciling import EngineListener
 from zwmd.engine.registry import Registry
 from zwmd.engine.runners import Runners, RunSpec, SpecConflict
+from zwmd.engine.speckey import SpecKeyError
 from zwmd.engine.workload import RecordError, Workload
 from zwmd.kube import naming
 from zwmd.kube.connectivity import Connectivity
@@ -175,6 +184,8 @@ class DaemonOperations:
             )
         except SpecConflict as exc:
             raise Conflict(str(exc)) from exc
+        except SpecKeyError as exc:
+            raise Misconfigured(f"run requests cannot be hashed: {exc}") from exc
         self.unknown.forget(workload_id)
         if created:
             # counted as created (queued), though admission may have moved it on already
@@ -193,6 +204,8 @@ class DaemonOperations:
             )
         except SpecConflict as exc:
             raise Conflict(str(exc)) from exc
+        except SpecKeyError as exc:
+            raise Misconfigured(f"run requests cannot be hashed: {exc}") from exc
         self.unknown.forget(workload_id)
         return built.to_api()
 
