@@ -245,5 +245,10 @@ async def test_a_failed_create_event_seen_only_on_a_later_look_still_fails_the_r
                 daemon.namespace, job, 'pods "x" is forbidden: quota exhausted for pods'
             )
             done = await daemon.wait(workload["id"])
+            uid = daemon.job(job)["metadata"]["uid"]
     assert (done["state"], done["reason"]) == ("failed", "CreateFailed")
     assert "forbidden" in done["message"]
+    # Events are asked for this Job alone, never the whole namespace's, at every look
+    event_lists = [e.request_uri for e in quiet.audit.events() if e.resource == "events"]
+    assert len(event_lists) >= 2
+    assert all(f"involvedObject.uid%3D{uid}" in uri for uri in event_lists), event_lists

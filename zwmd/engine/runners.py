@@ -414,7 +414,8 @@ class Runners:
         if started is None or (now - started).total_seconds() < self.timing.events_poll_after:
             return again
         uid = job["metadata"].get("uid")
-        items, _ = await self.kube.list("events")
+        selector = f"involvedObject.uid={uid}"  # this Job's Events only, not the namespace's
+        items, _ = await self.kube.list("events", field_selector=selector)
         entry.events = [e for e in items if (e.get("involvedObject") or {}).get("uid") == uid]
         return None if entry.events else again
 

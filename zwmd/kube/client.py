@@ -274,13 +274,20 @@ class KubeClient:
         return await self.request_json("GET", self.path(resource, name))
 
     async def list(
-        self, resource: str, *, label_selector: str | None = None, page_size: int = 500
+        self,
+        resource: str,
+        *,
+        label_selector: str | None = None,
+        field_selector: str | None = None,
+        page_size: int = 500,
     ) -> tuple[list[Obj], str]:
         """All objects (following ``continue``) and the list's resourceVersion."""
         items: list[Obj] = []
         query: dict[str, Any] = {"limit": page_size}
         if label_selector:
             query["labelSelector"] = label_selector
+        if field_selector:
+            query["fieldSelector"] = field_selector
         while True:
             page = await self.request_json("GET", self.path(resource), query=query)
             items.extend(page.get("items") or [])

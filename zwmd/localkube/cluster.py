@@ -23,6 +23,7 @@ import anyio
 import anyio.abc
 from aiohttp import web
 
+from zwmd.localkube.audit import AuditLog
 from zwmd.localkube.controllers import JobController
 from zwmd.localkube.faults import Faults
 from zwmd.localkube.kubeconfig import write_kubeconfig
@@ -58,6 +59,7 @@ class LocalKube:
         self.faults = Faults(self.store)
         self.pod_logs = PodLogs(self.store)
         self.faults.pod_logs = self.pod_logs
+        self.audit = AuditLog()  # every API request served (see zwmd.localkube.audit)
         # Any: tests drive it as the kind they asked for (``kubelet.succeed(...)``)
         self.kubelet: Any = None
         if kubelet is not None:
@@ -87,6 +89,7 @@ class LocalKube:
             self.faults,
             pod_logs=self.pod_logs,
             bookmark_interval=self._bookmark_interval,
+            audit=self.audit,
         )
         runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
         await runner.setup()

@@ -31,6 +31,7 @@ from aiohttp import web
 
 from zwmd.localkube import discovery, faults, streaming
 from zwmd.localkube.admission import RESOURCES
+from zwmd.localkube.audit import AuditEvent, AuditLog
 from zwmd.localkube.errors import ApiError, JsonDict, bad_request
 from zwmd.localkube.faults import Faults
 from zwmd.localkube.store import Store
@@ -38,6 +39,7 @@ from zwmd.localkube.streaming import PodLogSource, query_bool, query_int
 
 STORE: web.AppKey[Store] = web.AppKey("store", Store)
 FAULTS: web.AppKey[Faults] = web.AppKey("faults", Faults)
+AUDIT: web.AppKey[AuditLog] = web.AppKey("audit", AuditLog)
 POD_LOGS: web.AppKey[Any] = web.AppKey("pod_logs", object)
 BOOKMARK_INTERVAL: web.AppKey[float] = web.AppKey("bookmark_interval", float)
 _JSON = "application/json"
@@ -337,6 +339,23 @@ def rbac_words(request: web.Request) -> tuple[str, str]:
     return route.verb(request.method, request.query), resource
 
 
+def _audit(request: web.Request, code: int) -> None:
+    parsed = parse_path(request.path)
+    route = route_for(*parsed) if parsed else None
+    if route is None:
+        return  # discovery, or no such resource: not an API request on an object
+    event = AuditEvent(
+        verb=route.verb(request.method, request.query),
+        resource=route.resource,
+        subresource=route.subresource or "",
+        namespace=route.namespace or "",
+        name=route.name or "",
+        request_uri=str(request.rel_url),
+        code=code,
+    )
+    request.app[AUDIT].record(event)
+
+
 @web.middleware
 async def api_errors(request: web.Request, handler: Any) -> web.StreamResponse:
     faults_ = request.app[FAULTS]
@@ -360,10 +379,16 @@ async def api_errors(request: web.Request, handler: Any) -> web.StreamResponse:
             )
         if transport is not None:
             await faults_.hold(transport)  # an answer due while stalled waits
+            _audit(request, response.status)
         return response
     finally:
         if transport is not None:
             faults_.serving(transport, None)
+
+
+async def _audit_trail(request: web.Request) -> web.Response:
+    events = [event.to_json() for event in request.app[AUDIT].events()]
+    return json_response({"items": events})
 
 
 def create_app(
@@ -372,13 +397,16 @@ def create_app(
     *,
     pod_logs: PodLogSource | None = None,
     bookmark_interval: float = 5.0,
+    audit: AuditLog | None = None,
 ) -> web.Application:
     """The aiohttp application serving ``store``."""
     app = web.Application(middlewares=[api_errors], client_max_size=64 * 1024 * 1024)
     app[STORE] = store
     app[FAULTS] = faults_
+    app[AUDIT] = audit or AuditLog()
     app[POD_LOGS] = pod_logs
     app[BOOKMARK_INTERVAL] = bookmark_interval
     app.add_routes(faults.routes(faults_))
+    app.router.add_get("/localkube/audit", _audit_trail)
     app.router.add_route("*", "/{path:.*}", dispatch)
     return app

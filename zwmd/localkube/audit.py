@@ -1,0 +1,58 @@
+"""The audit trail: every API request localkube served, as the apiserver's audit log has it.
+
+Modelled on the ``audit.k8s.io/v1`` ``Event`` at level ``Metadata``, stage
+``ResponseComplete``: the verb as RBAC names it (``get``, ``list``, ``watch``,
+``create``, ``update``, ``patch``, ``delete``, ``deletecollection``), the object
+reference (resource, subresource, namespace, name), the request URI with its query, and
+the response code. Request and response bodies are not kept (the apiserver's
+``Metadata`` level does not keep them either, and they may hold Secrets).
+
+Design notes:
+
+- What a client asked for, not what it meant: tests read the trail to check how a
+  client talks to Kubernetes (which verbs on which resources, which selectors), as an
+  operator would read a real cluster's audit log.
+- In memory, the last ``size`` events (a ring); ``GET /localkube/audit`` serves them to
+  a client in another process, oldest first.
+- Discovery and fault-control requests are not API requests and are not recorded.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import asdict, dataclass
+from typing import Any
+
+__all__ = ["AuditEvent", "AuditLog"]
+
+
+@dataclass(frozen=True)
+class AuditEvent:
+    """One served API request."""
+
+    verb: str
+    resource: str
+    subresource: str
+    namespace: str
+    name: str
+    request_uri: str
+    code: int
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class AuditLog:
+    """The last ``size`` API requests served, oldest first."""
+
+    def __init__(self, size: int = 100_000) -> None:
+        self._events: deque[AuditEvent] = deque(maxlen=size)
+
+    def record(self, event: AuditEvent) -> None:
+        self._events.append(event)
+
+    def events(self) -> list[AuditEvent]:
+        return list(self._events)
+
+    def clear(self) -> None:
+        self._events.clear()
