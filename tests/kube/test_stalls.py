@@ -116,19 +116,3 @@ async def test_a_log_whose_answer_never_comes_is_reported(
     stream = await kube.pod_log("p", follow=True, inactivity_timeout=TIMEOUT)
     async with stream:
         assert kube.connectivity.problem() is None
-
-
-async def test_after_one_timeout_no_call_waits_on_the_other_stalled_pooled_connections(
-    cluster: tuple[LocalKube, KubeClient],
-) -> None:
-    """A half-open pool is dropped whole: one call pays the timeout, not one per connection."""
-    localkube, kube = cluster
-    async with anyio.create_task_group() as tg:  # four connections, kept alive in the pool
-        for _ in range(4):
-            tg.start_soon(kube.get, "pods", "p")
-    localkube.faults.stall()
-    with pytest.raises(KubeError, match="timed out"), anyio.fail_after(10 * TIMEOUT):
-        await kube.get("pods", "p")
-    for _ in range(4):  # each on a new connection, which works
-        with anyio.fail_after(TIMEOUT):
-            assert (await kube.get("pods", "p"))["metadata"]["name"] == "p"

@@ -19,10 +19,6 @@ Design notes:
   kinds of stream: a silent partition stops old connections without closing them, and
   only a timeout can tell. Each timeout, and each answer after one, is told to
   :class:`~zwmd.kube.connectivity.Connectivity` (the readiness probe's reason).
-- After a timeout the connection pool it came from is replaced by a new one (the
-  others kept alive in it are most likely half-open too): in a partition one call
-  pays the timeout, not one call per pooled connection, and the API's answers turn to
-  503 within one ``request_timeout`` instead of several.
 """
 
 from __future__ import annotations
@@ -37,7 +33,6 @@ import anyio
 import orjson
 from kubernetes_asyncio import client as k8s
 from kubernetes_asyncio import config as k8s_config
-from kubernetes_asyncio.client import rest as k8s_rest
 
 from zwmd.kube.connectivity import Connectivity
 
@@ -219,7 +214,6 @@ class KubeClient:
         """One request; ``stream`` names a stream (its own pool, answered when opened)."""
         headers = {"Accept": "application/json", "Content-Type": content_type}
         api = self.stream_api if stream else self.api
-        pool = api.rest_client
         try:
             response: aiohttp.ClientResponse = await api.call_api(
                 path,
@@ -234,7 +228,6 @@ class KubeClient:
         except TimeoutError as exc:
             if stream is None:
                 self.connectivity.request_timed_out(f"{method} {path}", self.request_timeout)
-            await _renew_pool(api, pool)
             raise KubeError(0, "Unreachable", f"{method} {path}: timed out ({exc!r})") from exc
         except (aiohttp.ClientError, OSError) as exc:
             raise KubeError(0, "Unreachable", f"{method} {path}: {exc!r}") from exc
@@ -257,11 +250,9 @@ class KubeClient:
         one only when the server would have sent something (``silence_is_stall``).
         """
         timeout = aiohttp.ClientTimeout(total=None, sock_connect=self.request_timeout)
-        pool = self.stream_api.rest_client
         with anyio.move_on_after(inactivity_timeout) as waited:
             response = await self._call("GET", path, query=query, read_timeout=timeout, stream=name)
         if waited.cancelled_caught:
-            await _renew_pool(self.stream_api, pool)
             assert inactivity_timeout is not None
             self.connectivity.stream_stalled(name, inactivity_timeout)
             raise StreamStalled(f"{name}: no answer for {inactivity_timeout:g}s")
@@ -396,23 +387,6 @@ class KubeClient:
             inactivity_timeout,
             silence_is_stall=False,  # a container may print nothing for hours
         )
-
-
-async def _renew_pool(api: k8s.ApiClient, pool: Any) -> None:
-    """A call on ``pool`` timed out: give ``api`` a new pool, and close the old one.
-
-    A silent partition leaves every kept-alive connection of the pool half-open, not
-    only the one that timed out; without this, each later call would wait its whole
-    timeout on one of them in turn. Calls still in flight on the old pool fail at once
-    (as unreachable, so they are sent again) instead of waiting out their timeouts.
-    A pool renewed already since ``pool`` was taken is left alone: one timeout among
-    many concurrent ones renews it once.
-    """
-    if api.rest_client is not pool:
-        return
-    api.rest_client = k8s_rest.RESTClientObject(api.configuration)
-    with anyio.CancelScope(shield=True):
-        await pool.close()
 
 
 def _query_value(value: Any) -> str:
