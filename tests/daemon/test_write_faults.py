@@ -55,6 +55,36 @@ async def test_a_failed_secret_create_asks_for_a_retry_that_then_runs(daemon: Da
     assert (await daemon.wait(retried.json()["id"], timeout=30))["state"] == "succeeded"
 
 
+async def test_a_retry_while_the_first_try_writes_its_job_is_answered_by_its_outcome(
+    daemon: Daemon,
+) -> None:
+    """The caller gave up on a slow first try and sent the request again: the retry is
+    not told "queued" for a workload the first try then drops when its create fails."""
+    await daemon.ops.runners.spec_key.get()  # its Secret exists: the fault hits the Job's
+    faults = daemon.kube.faults
+    faults.latency = 1.0  # every request: the first try's Job create is slow...
+    faults.fail_next(1, status=500, match=("create", "jobs"))  # ...and then refused
+    body = {"image": "runner:1", "command": ["sh", "-c", "exit 0"]}
+    url = "/v1/workloads/6a1c1b9e-0000-4000-8000-0000000005e7/run"
+    answers: dict[str, int] = {}
+
+    async def post(name: str) -> None:
+        answers[name] = (await daemon.http.post(url, json=body)).status_code
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(post, "first")
+        await anyio.sleep(0.3)  # the first try is inside its Job create now
+        tg.start_soon(post, "retry")
+    faults.latency = 0.0
+    assert answers == {"first": 503, "retry": 202}  # the retry made the workload itself
+    workload = await daemon.get("6a1c1b9e-0000-4000-8000-0000000005e7")  # it is known
+    job = str(workload["job_name"])
+    pod = await daemon.pod_of(job, timeout=30)
+    daemon.kubelet.set_running(daemon.namespace, pod)
+    daemon.kubelet.succeed(daemon.namespace, pod)
+    assert (await daemon.wait(str(workload["id"]), timeout=30))["state"] == "succeeded"
+
+
 def _short_grace(config: DaemonConfig) -> DaemonConfig:
     timing = dataclasses.replace(config.engine_timing, environment_grace=2.0)
     return dataclasses.replace(config, engine_timing=timing)

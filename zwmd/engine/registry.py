@@ -56,7 +56,9 @@ class Entry:
     first_seen: dict[str, datetime] = field(default_factory=dict)
     events: list[Obj] = field(default_factory=list)
     target: str = ""  # a build: the full image it waits for ("" when decided at once)
-    creating: bool = False
+    creating: bool = False  # the request that made it is writing its Job now
+    #: set when that request has ended: its Job written, or the entry discarded
+    created: anyio.Event = field(default_factory=anyio.Event)
     cancelling: bool = False  # its Job is being deleted (or is gone) by zwmd
     cancel_requested: bool = False  # a cancel not yet carried out (its delete failed)
     #: the Job's environment Secret is known to exist (admission waits for it)

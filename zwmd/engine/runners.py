@@ -155,9 +155,14 @@ class Runners:
         """Create (or find) the runner workload; returns it and whether it is new."""
         digest = spec.digest(await self.spec_key.get())
         current = self.registry.get(workload_id)
+        while current is not None and current.creating:
+            # A retry of a request still writing its Job waits for its outcome: answered
+            # now, the retry would accept a workload the first request may yet discard.
+            await current.created.wait()
+            current = self.registry.get(workload_id)
         if current is not None and current.kind == self.name and not current.workload.is_terminal:
             if current.workload.spec_hash == digest:
-                if current.environment_ready or current.creating:
+                if current.environment_ready:
                     return current.workload, False
                 await self.environment.create(current, spec.environment)  # a retry completes
                 await self._admit_now_or_later(workload_id)  # a cut-short submission
@@ -186,6 +191,7 @@ class Runners:
                 raise
         finally:
             entry.creating = False
+            entry.created.set()
         await self._admit_now_or_later(workload.id)
         return entry.workload, True
 
