@@ -14,7 +14,8 @@ Design notes:
   logs by any of the three.
 - A request the Kubernetes API could not serve is never a bare 500: throttling, server
   errors and an unreachable apiserver answer 503 with ``Retry-After`` (send it again: runs
-  are idempotent by workload id); other refusals answer 502 with Kubernetes' words.
+  are idempotent by workload id); other refusals answer 502 with Kubernetes' words. So
+  is a log store that cannot say which attempts of an id exist (503).
 - Input is bounded (:class:`ApiLimits`) before it costs memory, disk or a write to
   Kubernetes: a body over ``ZWMD_API_MAX_BODY_BYTES`` is 413 before it is read
   (:class:`BodyLimit`, in front of the app); a run whose Job or Secret Kubernetes would
@@ -41,9 +42,11 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from zwmd import __version__
 from zwmd.kube.client import KubeError
 from zwmd.kube.sizes import ObjectTooLarge
-from zwmd.logs.store import InvalidKey
+from zwmd.logs.store import InvalidKey, StoreUnavailable
 
 log = logging.getLogger(__name__)
+
+STORE_RETRY_AFTER_SECONDS = 2  # a log store that could not answer: ask again after
 
 INT64_MAX = 2**63 - 1  # Kubernetes' integers (activeDeadlineSeconds) are int64
 
@@ -323,6 +326,13 @@ def create_app(ops: Operations, *, token: str | None, limits: ApiLimits | None =
             for e in exc.errors()
         ]
         return JSONResponse(status_code=422, content={"detail": detail})
+
+    @app.exception_handler(StoreUnavailable)
+    async def store_unavailable(request: Request, exc: StoreUnavailable) -> JSONResponse:
+        log.warning("%s %s: %s", request.method, request.url.path, exc)
+        detail = f"{exc}; nothing was done, send the request again"
+        headers = {"Retry-After": str(STORE_RETRY_AFTER_SECONDS)}
+        return JSONResponse(status_code=503, content={"detail": detail}, headers=headers)
 
     @app.exception_handler(Refused)
     async def refused(_: Request, exc: Refused) -> JSONResponse:

@@ -260,3 +260,23 @@ async def test_a_broken_spec_key_secret_is_named_in_the_answer(daemon: Daemon) -
     assert "restore it, or delete it" in answer.json()["detail"]
     assert daemon.kube_object("secrets", SECRET_NAME)["data"] == broken["data"]
     assert daemon.jobs() == []  # nothing was written
+
+
+async def test_a_log_read_as_soon_as_the_run_ended_holds_every_line(daemon: Daemon) -> None:
+    """ZenML reads the log once it sees the run end: a slow store or apiserver delays the
+    last lines, but the read waits for them rather than answering a short log."""
+    workload = await daemon.submit(command=["sh", "-c", "exit 0"], expect=(202,))
+    wid, job = str(workload["id"]), str(workload["job_name"])
+    pod = await daemon.pod_of(job, timeout=30)
+    daemon.kubelet.set_running(daemon.namespace, pod)
+    await daemon.until_state(wid, "running")
+    lines = [f"line {k}" for k in range(200)]
+    daemon.kubelet.log(daemon.namespace, pod, *lines)
+    daemon.kube.faults.latency = 1.0  # every new request: the final log fetch is slow
+    try:
+        daemon.kubelet.succeed(daemon.namespace, pod)  # seen at once, on the open watch
+        await daemon.until_state(wid, "succeeded")
+        got = await daemon.logs(wid)
+    finally:
+        daemon.kube.faults.latency = 0.0
+    assert [line.split("] ", 1)[1] for line in got if "] line " in line] == lines

@@ -387,3 +387,42 @@ def in_background(work: Callable[[], object]) -> Iterator[None]:
         yield
     finally:
         thread.join(600)
+
+
+FAULT_SECONDS = float(os.environ.get("ZWMD_FAULTS_SECONDS", "60"))
+WORKLOADS = 100
+
+Fault = Callable[[Cluster], int]  # injects its fault; returns how many faults it caused
+
+
+def run_scenario(
+    tmp_path: Path, name: str, fault: Fault, *, seed: int, env: dict[str, str] | None = None
+) -> Fleet:
+    """:data:`WORKLOADS` runs submitted over the fault while ``fault`` runs beside them;
+    assert that every one ended as its pod did, with its whole log (returns the runs).
+
+    Runs are submitted through the adapter's HTTP client, told to retry for longer than
+    the fault lasts (the ZenML server's default retries 30 s), so what is measured is the
+    daemon, not the caller's patience.
+    """
+    cluster = Cluster(tmp_path)
+    daemon = Daemon(
+        cluster, tmp_path, {"ZENML_SERVER_MAX_CONCURRENT_TEMPLATE_RUNS": "8", **(env or {})}
+    )
+    daemon.start()
+    fleet = Fleet(WORKLOADS, seed=seed, max_lines=3000)
+    caused: list[int] = []
+    try:
+        with in_background(lambda: caused.append(fault(cluster))):
+            fleet.submit_all(
+                daemon, spread=FAULT_SECONDS * 8 / WORKLOADS, retry_seconds=FAULT_SECONDS + 60
+            )
+        verdict = fleet.verdict(name, daemon, cluster, timeout=300)
+        verdict.faults_injected = sum(caused)
+        verdict.report()
+        assert verdict.refused_posts == 0, verdict.problems
+        assert not verdict.bad(), (verdict.bad(), verdict.problems[:20], daemon.output())
+    finally:
+        daemon.stop()
+        cluster.stop()
+    return fleet

@@ -1,6 +1,6 @@
 """The apiserver misbehaves for 60 s while runs come and go; every run ends as its pod did.
 
-Three scenarios, each with its own localkube and daemon:
+Four scenarios, each with its own localkube and daemon:
 
 - 15 % of writes (create, update, patch, delete) answered 500 or 429 for 60 s: the
   apiserver shedding load, or etcd timing out;
@@ -12,50 +12,19 @@ Three scenarios, each with its own localkube and daemon:
 - a storm of 410 Gone (watch history compacted) with dropped watch and pod-log streams,
   for 60 s.
 
-Runs are submitted through the adapter's HTTP client before and during the fault; the
-client is told to retry for longer than the fault lasts, as the ZenML server's default
-would not (it retries 30 s), so what is measured is the daemon, not the caller's patience.
+Runs are submitted before and during the fault (:func:`~tests.faults.harness.run_scenario`).
 """
 
 from __future__ import annotations
 
-import os
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from tests.faults.harness import Cluster, Daemon, Fleet, in_background
+from tests.faults.harness import FAULT_SECONDS, Cluster, run_scenario
 
 pytestmark = [pytest.mark.faults, pytest.mark.timeout(900)]
-
-FAULT_SECONDS = float(os.environ.get("ZWMD_FAULTS_SECONDS", "60"))
-WORKLOADS = 100
-
-
-Fault = Callable[[Cluster], int]  # returns how many faults it caused
-
-
-def _scenario(tmp_path: Path, name: str, fault: Fault, *, seed: int) -> None:
-    cluster = Cluster(tmp_path)
-    daemon = Daemon(cluster, tmp_path, {"ZENML_SERVER_MAX_CONCURRENT_TEMPLATE_RUNS": "8"})
-    daemon.start()
-    fleet = Fleet(WORKLOADS, seed=seed, max_lines=3000)
-    caused: list[int] = []
-    try:
-        with in_background(lambda: caused.append(fault(cluster))):
-            fleet.submit_all(
-                daemon, spread=FAULT_SECONDS * 8 / WORKLOADS, retry_seconds=FAULT_SECONDS + 60
-            )
-        verdict = fleet.verdict(name, daemon, cluster, timeout=300)
-        verdict.faults_injected = sum(caused)
-        verdict.report()
-        assert verdict.refused_posts == 0, verdict.problems
-        assert not verdict.bad(), (verdict.bad(), verdict.problems[:20], daemon.output())
-    finally:
-        daemon.stop()
-        cluster.stop()
 
 
 def test_fifteen_percent_of_writes_failing(tmp_path: Path) -> None:
@@ -65,7 +34,7 @@ def test_fifteen_percent_of_writes_failing(tmp_path: Path) -> None:
         time.sleep(FAULT_SECONDS)
         return int(cluster.fault_counts()["injected"])  # 500s and 429s answered
 
-    _scenario(tmp_path, "write_faults", fault, seed=21)
+    run_scenario(tmp_path, "write_faults", fault, seed=21)
 
 
 def test_the_apiserver_down_for_a_minute(tmp_path: Path) -> None:
@@ -74,7 +43,7 @@ def test_the_apiserver_down_for_a_minute(tmp_path: Path) -> None:
         cluster.fault("outage", seconds=FAULT_SECONDS)
         return 1
 
-    _scenario(tmp_path, "apiserver_down", fault, seed=22)
+    run_scenario(tmp_path, "apiserver_down", fault, seed=22)
 
 
 def test_a_silent_partition_for_a_minute(tmp_path: Path) -> None:
@@ -85,7 +54,7 @@ def test_a_silent_partition_for_a_minute(tmp_path: Path) -> None:
         cluster.fault("end-stall", drop=True)
         return stalled  # connections held
 
-    _scenario(tmp_path, "partition", fault, seed=24)
+    run_scenario(tmp_path, "partition", fault, seed=24)
 
 
 def test_a_410_storm_with_dropped_streams(tmp_path: Path) -> None:
@@ -99,4 +68,4 @@ def test_a_410_storm_with_dropped_streams(tmp_path: Path) -> None:
             caused += 1 + int(dropped["dropped"])
         return caused  # compactions, and streams dropped
 
-    _scenario(tmp_path, "gone_storm", fault, seed=23)
+    run_scenario(tmp_path, "gone_storm", fault, seed=23)

@@ -62,6 +62,8 @@ from zwmd.states import State
 log = logging.getLogger(__name__)
 
 ZWMD_SOURCE = "zwmd"
+#: how long a log read waits for an ended run's last lines (under the client's 30 s)
+LOG_SETTLE_SECONDS = 20.0
 #: ``format=``: ZenML's LogEntry lines; text with control characters escaped; as stored.
 _RENDERERS: dict[str, Callable[[LogRecord], str]] = {
     "zenml": to_zenml,
@@ -314,8 +316,19 @@ class DaemonOperations:
         ):
             records = _follow_attempt(self.logs_store, workload_id, known.attempt)
         else:
+            if known is not None and known.is_terminal:
+                await self._settled(workload_id)
             records = self.logs_store.read(workload_id)
         return _lines(records, render, batch=1 if follow else 256)
+
+    async def _settled(self, workload_id: str) -> None:
+        """Wait (up to :data:`LOG_SETTLE_SECONDS`) for an ended workload's last lines to be
+        stored: its entry leaves the registry once they are. A caller that saw the run
+        end reads its whole log, though the final fetch or the store is slow."""
+        entry = self.registry.get(workload_id)
+        if entry is not None:
+            with anyio.move_on_after(LOG_SETTLE_SECONDS):
+                await entry.evicted.wait()
 
     async def _stored_attempts(self, workload_id: str) -> builtins.list[int]:
         try:

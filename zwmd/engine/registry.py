@@ -64,6 +64,8 @@ class Entry:
     #: the Job's environment Secret is known to exist (admission waits for it)
     environment_ready: bool = False
     finalized: bool = False
+    #: set when it leaves the registry as terminal, its log stored to the end
+    evicted: anyio.Event = field(default_factory=anyio.Event)
 
     def __post_init__(self) -> None:
         if self.workload.is_terminal:
@@ -164,6 +166,7 @@ class Registry:
             return
         del self._entries[workload.id]
         self.queue.forget(workload.id)
+        entry.evicted.set()
         self._recent[workload.id] = workload
         self._recent.move_to_end(workload.id)
         while len(self._recent) > self._recent_size:

@@ -467,7 +467,11 @@ class Runners:
             return
         entry.finalized = True
         workload = entry.workload
-        await self.listener.finished(workload)
+        try:
+            await self.listener.finished(workload)
+        except BaseException:
+            entry.finalized = False  # the reconciler's retry finalizes it again
+            raise
         job = self.informer.job(workload.job_name)
         if job is not None and not entry.cancelling and not _flushed(job):
             patch: Obj = {"metadata": {"annotations": {naming.ANN_LOGS_FLUSHED: "true"}}}

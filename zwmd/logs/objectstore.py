@@ -56,7 +56,7 @@ from zwmd.logs.spooling import (
     open_spool,
     spooled_keys,
 )
-from zwmd.logs.store import Checkpoint, LogKey
+from zwmd.logs.store import Checkpoint, LogKey, StoreUnavailable
 
 __all__ = ["ObjectBackend", "ObjectLogStore"]
 
@@ -292,7 +292,12 @@ class ObjectLogStore(BatchLogStore[KeyState]):
         """The attempts stored for a workload (remote or spooled), ascending."""
         found: set[int] = set()
         prefix = self._workload_prefix(workload_id)
-        for name in await self.backend.list(prefix):
+        try:
+            names = await self.backend.list(prefix)
+        except Exception as exc:
+            self._outage.failed("list")
+            raise StoreUnavailable(f"the log store could not be listed: {exc}") from exc
+        for name in names:
             head = name[len(prefix) :].split("/", 1)[0]
             if head.isdigit():
                 found.add(int(head))

@@ -230,10 +230,11 @@ class LogPipeline:
     ) -> None:
         """Wait for the final lines of ``job_name``'s pods, add the failure summary, close."""
         await self.settle(job_name)
-        masker = self._maskers.pop(job_name, None)  # the Job's lines are all stored
+        masker = self._maskers.get(job_name)  # kept until closed: a failure is retried
         if failure is not None:
             await self._summarize(key, *failure, masker=masker)
         await self.store.close(key)
+        self._maskers.pop(job_name, None)  # the Job's lines are all stored
         for source in _SOURCES.values():  # the attempt is closed: nobody takes turns on it
             turn = self._turns.get((key, source))
             if turn is not None and not turn.locked() and not turn.statistics().tasks_waiting:

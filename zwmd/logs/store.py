@@ -29,7 +29,7 @@ from typing import NamedTuple, Protocol, runtime_checkable
 
 from zwmd.logs.records import LogRecord
 
-__all__ = ["Checkpoint", "InvalidKey", "LogKey", "LogStore", "SourceMark"]
+__all__ = ["Checkpoint", "InvalidKey", "LogKey", "LogStore", "SourceMark", "StoreUnavailable"]
 
 _NS = 1_000_000_000
 
@@ -43,6 +43,14 @@ class InvalidKey(ValueError):
     def __init__(self, field: str, message: str) -> None:
         super().__init__(f"{field}: {message}")
         self.field, self.message = field, message
+
+
+class StoreUnavailable(Exception):
+    """The store could not answer now (its backend is unreachable or failing): ask again.
+
+    Raised by the lookups a request waits on (which attempts exist); what is written goes
+    on being kept (spooled) meanwhile.
+    """
 
 
 class LogKey(NamedTuple):
@@ -177,5 +185,8 @@ class LogStore(Protocol):
         ...
 
     async def attempts(self, workload_id: str) -> list[int]:
-        """The attempts stored for a workload, ascending (empty when none)."""
+        """The attempts stored for a workload, ascending (empty when none).
+
+        :class:`StoreUnavailable` when the store cannot tell now.
+        """
         ...
