@@ -12,14 +12,14 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import aioboto3
 import pytest
-from moto.server import ThreadedMotoServer
 
+from tests.motoserver import Moto
 from zwmd.logs.objectstore import ObjectLogStore
 from zwmd.plugins import plugin_manager, resolve
 from zwmd.settings import Settings, load_settings
@@ -40,32 +40,6 @@ ZWMD = "import sys; from zwmd.cli import main; sys.exit(main(sys.argv[1:]))"  # 
 @pytest.fixture(scope="session")
 def anyio_backend() -> str:
     return "asyncio"
-
-
-class Moto:
-    """moto's server, restartable on the same port (its state lives in this process)."""
-
-    def __init__(self) -> None:
-        self.server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-        self.server.start()
-        self.port = self.server.get_host_and_port()[1]
-        self.url = f"http://127.0.0.1:{self.port}"
-
-    def stop(self) -> None:
-        self.server.stop()
-
-    def start(self) -> None:
-        self.server = ThreadedMotoServer(ip_address="127.0.0.1", port=self.port, verbose=False)
-        self.server.start()
-
-    @contextlib.asynccontextmanager
-    async def outage(self) -> AsyncIterator[None]:
-        """S3 is away inside, back on the same port with the same bucket after."""
-        self.stop()
-        try:
-            yield
-        finally:
-            self.start()
 
 
 @pytest.fixture(scope="module")

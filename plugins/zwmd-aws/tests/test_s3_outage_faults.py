@@ -17,9 +17,9 @@ from typing import Any
 
 import botocore.session
 import pytest
-from moto.server import ThreadedMotoServer
 
 from tests.faults.harness import FAULT_SECONDS, Cluster, run_scenario
+from tests.motoserver import Moto
 
 pytestmark = [pytest.mark.faults, pytest.mark.timeout(900)]
 
@@ -28,41 +28,28 @@ REGION = "us-east-1"
 SOURCE = "zenml_cloud_plugins.aws_kubernetes_workload_manager.AWSKubernetesWorkloadManager"
 
 
-class Moto:
-    """moto's server, stopped and started again on the same port."""
-
-    def __init__(self) -> None:
-        self.server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-        self.server.start()
-        self.port = self.server.get_host_and_port()[1]
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.s3: Any = botocore.session.get_session().create_client(
-            "s3",
-            endpoint_url=self.url,
-            region_name=REGION,
-            aws_access_key_id="testing",
-            aws_secret_access_key="testing",
-        )
-
-    def stop(self) -> None:
-        self.server.stop()
-
-    def start(self) -> None:
-        self.server = ThreadedMotoServer(ip_address="127.0.0.1", port=self.port, verbose=False)
-        self.server.start()
-
-
 @pytest.fixture
 def moto() -> Iterator[Moto]:
     server = Moto()
-    server.s3.create_bucket(Bucket=BUCKET)
     try:
         yield server
     finally:
         server.stop()
 
 
+def s3_client(moto: Moto) -> Any:
+    return botocore.session.get_session().create_client(
+        "s3",
+        endpoint_url=moto.url,
+        region_name=REGION,
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
+
+
 def test_an_s3_outage_of_a_minute(moto: Moto, tmp_path: Path) -> None:
+    s3 = s3_client(moto)
+    s3.create_bucket(Bucket=BUCKET)
     env = {  # what an operator sets (the seeds' variables), and moto's endpoint and keys
         "ZENML_SERVER_WORKLOAD_MANAGER_IMPLEMENTATION_SOURCE": SOURCE,
         "ZENML_KUBERNETES_WORKLOAD_MANAGER_ENABLE_EXTERNAL_LOGS": "true",
@@ -86,7 +73,7 @@ def test_an_s3_outage_of_a_minute(moto: Moto, tmp_path: Path) -> None:
         return 1
 
     fleet = run_scenario(tmp_path, "s3_outage", fault, seed=25, env=env)
-    listed = moto.s3.get_paginator("list_objects_v2").paginate(Bucket=BUCKET, Prefix="runner-logs/")
+    listed = s3.get_paginator("list_objects_v2").paginate(Bucket=BUCKET, Prefix="runner-logs/")
     keys = [item["Key"] for page in listed for item in page.get("Contents", [])]
     stored = {run.wid for run in fleet.runs if any(run.wid in key for key in keys)}
     assert len(stored) == len(fleet.runs)  # every log is in the bucket, not only on disk
