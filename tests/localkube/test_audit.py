@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from zwmd.localkube import LocalKube
+from zwmd.localkube import ADMIN_HEADERS, LocalKube
 
 pytestmark = pytest.mark.anyio
 
@@ -13,7 +13,10 @@ NS = "/api/v1/namespaces/default"
 
 
 async def test_each_request_is_recorded_with_its_verb_object_query_and_code() -> None:
-    async with LocalKube(kubelet=None) as kube, httpx.AsyncClient(base_url=kube.url) as http:
+    async with (
+        LocalKube(kubelet=None) as kube,
+        httpx.AsyncClient(base_url=kube.url, headers=ADMIN_HEADERS) as http,
+    ):
         await http.get("/api")  # discovery: not an API request on an object
         secret = {"metadata": {"name": "s"}, "stringData": {"k": "v"}}
         assert (await http.post(f"{NS}/secrets", json=secret)).status_code == 201

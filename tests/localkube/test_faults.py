@@ -12,7 +12,7 @@ from kubernetes_asyncio import client
 from kubernetes_asyncio.client import ApiClient
 
 from tests.localkube.conftest import api_error, configmap, status_of
-from zwmd.localkube import LocalKube
+from zwmd.localkube import ADMIN_HEADERS, LocalKube
 
 pytestmark = pytest.mark.anyio
 Kube = tuple[LocalKube, ApiClient]
@@ -58,7 +58,7 @@ async def test_faults_over_http(private_kube: Kube) -> None:
     kube, api = private_kube
     core = client.CoreV1Api(api)
     created = await core.create_namespaced_config_map("default", configmap("h"))
-    async with aiohttp.ClientSession(base_url=kube.url) as session:
+    async with aiohttp.ClientSession(base_url=kube.url, headers=ADMIN_HEADERS) as session:
         response = await session.post(
             "/localkube/faults/fail-next",
             json={"count": 1, "status": 429, "retry_after": 2, "verb": "get"},
@@ -85,27 +85,6 @@ async def test_faults_over_http(private_kube: Kube) -> None:
         assert kube.faults.latency == 0.0
 
 
-async def test_self_subject_access_review_allows_unless_denied(private_kube: Kube) -> None:
-    kube, api = private_kube
-    authz = client.AuthorizationV1Api(api)
-
-    def review(verb: str, resource: str) -> client.V1SelfSubjectAccessReview:
-        attributes = client.V1ResourceAttributes(
-            verb=verb, resource=resource, group="batch", namespace="default"
-        )
-        return client.V1SelfSubjectAccessReview(
-            spec=client.V1SelfSubjectAccessReviewSpec(resource_attributes=attributes)
-        )
-
-    assert (await authz.create_self_subject_access_review(review("create", "jobs"))).status.allowed
-    kube.faults.deny("create", "jobs")
-    denied = await authz.create_self_subject_access_review(review("create", "jobs"))
-    assert denied.status.allowed is False
-    assert denied.status.reason
-    other = await authz.create_self_subject_access_review(review("watch", "jobs"))
-    assert other.status.allowed is True
-
-
 async def test_a_fraction_of_writes_fails_for_a_while_and_reads_never(private_kube: Kube) -> None:
     kube, api = private_kube
     core = client.CoreV1Api(api)
@@ -130,7 +109,7 @@ async def test_a_fraction_of_writes_fails_for_a_while_and_reads_never(private_ku
 async def test_a_fraction_rule_ends_and_is_driven_over_http(private_kube: Kube) -> None:
     kube, api = private_kube
     core = client.CoreV1Api(api)
-    async with aiohttp.ClientSession(base_url=kube.url) as session:
+    async with aiohttp.ClientSession(base_url=kube.url, headers=ADMIN_HEADERS) as session:
         body = {"fraction": 1.0, "seconds": 0.5, "statuses": [503], "verbs": ["create"]}
         async with session.post("/localkube/faults/fail-fraction", json=body) as response:
             assert response.status == 200
@@ -153,12 +132,12 @@ async def test_an_outage_refuses_connections_then_serves_the_same_objects(
     kube, api = private_kube
     core = client.CoreV1Api(api)
     await core.create_namespaced_config_map("default", configmap("kept"))
-    async with aiohttp.ClientSession(base_url=kube.url) as session:
+    async with aiohttp.ClientSession(base_url=kube.url, headers=ADMIN_HEADERS) as session:
         async with session.post("/localkube/faults/outage", json={"seconds": 1.0}) as response:
             assert response.status == 200
         await anyio.sleep(0.3)
         with pytest.raises(aiohttp.ClientConnectorError):  # refused, as a stopped server
-            async with aiohttp.ClientSession(base_url=kube.url) as fresh:
+            async with aiohttp.ClientSession(base_url=kube.url, headers=ADMIN_HEADERS) as fresh:
                 await fresh.get("/api/v1/namespaces/default/configmaps")
     with pytest.raises(ValueError, match="seconds"):
         kube.faults.outage(0)
@@ -196,7 +175,10 @@ def _pod_with_log(kube: LocalKube, *lines: bytes) -> None:
 async def test_a_stall_holds_open_streams_while_new_connections_work(private_kube: Kube) -> None:
     kube, _ = private_kube
     _pod_with_log(kube, b"one\n")
-    async with aiohttp.ClientSession(kube.url) as old, aiohttp.ClientSession(kube.url) as new:
+    async with (
+        aiohttp.ClientSession(kube.url, headers=ADMIN_HEADERS) as old,
+        aiohttp.ClientSession(kube.url, headers=ADMIN_HEADERS) as new,
+    ):
         follow = await old.get(f"{NS}/pods/p/log", params={"follow": "true"})
         assert await follow.content.readline() == b"one\n"
         assert kube.faults.stall() >= 1
@@ -214,12 +196,12 @@ async def test_a_stall_holds_open_streams_while_new_connections_work(private_kub
 async def test_a_stall_holds_requests_on_kept_alive_connections(private_kube: Kube) -> None:
     kube, _ = private_kube
     timeout = aiohttp.ClientTimeout(total=0.5)
-    async with aiohttp.ClientSession(kube.url, timeout=timeout) as old:
+    async with aiohttp.ClientSession(kube.url, timeout=timeout, headers=ADMIN_HEADERS) as old:
         assert (await old.get(f"{NS}/configmaps")).status == 200  # its connection stays open
         kube.faults.stall()
         with pytest.raises(TimeoutError):  # neither answered nor refused: it times out
             await old.get(f"{NS}/configmaps")
-        async with aiohttp.ClientSession(kube.url, timeout=timeout) as new:
+        async with aiohttp.ClientSession(kube.url, timeout=timeout, headers=ADMIN_HEADERS) as new:
             assert (await new.get(f"{NS}/configmaps")).status == 200
         kube.faults.end_stall()
 
@@ -230,7 +212,7 @@ async def test_a_stall_of_everything_for_some_seconds_delays_new_connections(
     kube, _ = private_kube
     kube.faults.stall(everything=True, seconds=0.5)
     started = time.monotonic()
-    async with aiohttp.ClientSession(kube.url) as session:
+    async with aiohttp.ClientSession(kube.url, headers=ADMIN_HEADERS) as session:
         response = await session.get(f"{NS}/configmaps")
         assert response.status == 200
     assert time.monotonic() - started >= 0.5
@@ -242,13 +224,13 @@ async def test_a_stall_matching_watches_spares_other_streams_over_http(
 ) -> None:
     kube, _ = private_kube
     _pod_with_log(kube, b"one\n")
-    async with aiohttp.ClientSession(kube.url) as session:
+    async with aiohttp.ClientSession(kube.url, headers=ADMIN_HEADERS) as session:
         watch = await session.get(
             f"{NS}/configmaps", params={"watch": "true", "resourceVersion": "0"}
         )
         follow = await session.get(f"{NS}/pods/p/log", params={"follow": "true"})
         assert await follow.content.readline() == b"one\n"
-        async with aiohttp.ClientSession(kube.url) as control:
+        async with aiohttp.ClientSession(kube.url, headers=ADMIN_HEADERS) as control:
             answer = await control.post(
                 "/localkube/faults/stall", json={"verb": "watch", "resource": "configmaps"}
             )
@@ -267,7 +249,7 @@ async def test_a_stall_matching_watches_spares_other_streams_over_http(
 
 async def test_a_stall_request_with_bad_seconds_is_refused(private_kube: Kube) -> None:
     kube, _ = private_kube
-    async with aiohttp.ClientSession(kube.url) as control:
+    async with aiohttp.ClientSession(kube.url, headers=ADMIN_HEADERS) as control:
         answer = await control.post("/localkube/faults/stall", json={"seconds": "soon"})
         assert answer.status == 400
         assert "seconds" in (await answer.json())["message"]

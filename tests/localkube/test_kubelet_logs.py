@@ -18,7 +18,7 @@ import anyio
 import pytest
 from kubernetes_asyncio import client, config
 
-from zwmd.localkube import LocalKube
+from zwmd.localkube import ADMIN_HEADERS, LocalKube
 from zwmd.localkube.errors import ApiError
 from zwmd.localkube.kubelets import ScriptedKubelet
 from zwmd.localkube.podlogs import PodLogs, format_timestamp, parse_timestamp
@@ -119,7 +119,7 @@ async def test_since_time_filters_by_the_line_timestamps(kube: Any) -> None:
     since = second.strftime("%Y-%m-%dT%H:%M:%SZ")
 
     async with (
-        aiohttp.ClientSession() as session,
+        aiohttp.ClientSession(headers=ADMIN_HEADERS) as session,
         session.get(
             f"{localkube.url}/api/v1/namespaces/{NS}/pods/since/log", params={"sinceTime": since}
         ) as response,
@@ -296,7 +296,7 @@ async def test_a_followed_log_answers_before_the_first_line(
     make_pod(localkube.store, "quiet")
     kubelet.set_running(NS, "quiet")
     url = f"{localkube.url}/api/v1/namespaces/{NS}/pods/quiet/log?follow=true"
-    async with aiohttp.ClientSession() as session:
+    async with aiohttp.ClientSession(headers=ADMIN_HEADERS) as session:
         with anyio.fail_after(5):  # a hang guard: the headers used to wait for a line
             response = await session.get(url)
         async with response:

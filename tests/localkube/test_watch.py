@@ -13,7 +13,7 @@ from kubernetes_asyncio import client, watch
 from kubernetes_asyncio.client import ApiClient
 
 from tests.localkube.conftest import configmap
-from zwmd.localkube import LocalKube
+from zwmd.localkube import ADMIN_HEADERS, LocalKube
 
 pytestmark = pytest.mark.anyio
 Kube = tuple[LocalKube, ApiClient]
@@ -179,7 +179,10 @@ async def test_watch_flag_accepted_in_any_case(private_kube: Kube, flag: str) ->
     kube.store.create("configmaps", "default", {"metadata": {"name": "flag"}})
     url = f"{kube.url}/api/v1/namespaces/default/configmaps"
     params = {"watch": flag, "resourceVersion": "0", "timeoutSeconds": "1"}
-    async with aiohttp.ClientSession() as session, session.get(url, params=params) as response:
+    async with (
+        aiohttp.ClientSession(headers=ADMIN_HEADERS) as session,
+        session.get(url, params=params) as response,
+    ):
         assert response.headers["Transfer-Encoding"] == "chunked"
         event = json.loads(await response.content.readline())
     assert event["type"] == "ADDED"

@@ -1,8 +1,8 @@
 """``zwmd doctor`` against localkube: a healthy set-up, then what an operator gets wrong.
 
 The command runs as a subprocess (its table and exit code are what a user sees) while
-localkube serves in the test's event loop; its fault injection makes access reviews deny
-a verb.
+localkube serves in the test's event loop. It acts as the ``zwmd`` service account under
+the shipped Role, or under a narrower Role to show what it says about a missing verb.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import anyio
 import pytest
 
 from tests.daemon_process import free_port
+from tests.rbac import Rules, shipped_rules, without, zwmd_kubeconfig
 from zwmd.daemon.doctor import PERMISSIONS
 from zwmd.localkube import LocalKube
 
@@ -29,12 +30,25 @@ K = "ZENML_KUBERNETES_WORKLOAD_MANAGER_"
 
 @pytest.fixture
 async def kube() -> AsyncIterator[LocalKube]:
-    async with LocalKube(kubelet=None) as localkube:
+    async with LocalKube(kubelet=None, unauthenticated="anonymous") as localkube:
         yield localkube
 
 
-def environment(kube: LocalKube, tmp_path: Path, namespace: str, **extra: str) -> dict[str, str]:
-    kubeconfig = kube.write_kubeconfig(tmp_path / "kubeconfig")
+def environment(
+    kube: LocalKube,
+    tmp_path: Path,
+    namespace: str,
+    rules: Rules | None = None,
+    *,
+    admin: bool = False,
+    **extra: str,
+) -> dict[str, str]:
+    """Doctor's variables: it acts as ``zwmd`` under ``rules`` (the shipped Role's by
+    default), or with ``admin`` as a cluster administrator running it by hand."""
+    if admin:
+        kubeconfig = kube.write_kubeconfig(tmp_path / "kubeconfig")
+    else:
+        kubeconfig = zwmd_kubeconfig(kube, namespace, tmp_path / "kubeconfig", rules)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("ZWMD_", "ZENML_"))}
     env.update(
         {
@@ -84,22 +98,26 @@ async def test_a_good_set_up_passes_every_check(kube: LocalKube, tmp_path: Path)
         "registry",
         "log store",
     ]
-    assert {name for name, (status, _) in rows.items() if status != "ok"} == {"registry"}
+    assert {name for name, (status, _) in rows.items() if status != "ok"} == {
+        "namespace",
+        "registry",
+    }
     assert rows["registry"] == ("skip", "none configured (runner images: reuse)")
+    # the shipped Role grants nothing on Namespaces: doctor says so, and does not fail
+    assert rows["namespace"] == (
+        "skip",
+        f"{namespace}: not checked (zwmd may not read Namespaces, nor needs to)",
+    )
     assert rows["permissions"][1].startswith("31 verbs allowed")
     assert "fix" not in output
 
 
 async def test_missing_service_account_and_a_denied_verb(kube: LocalKube, tmp_path: Path) -> None:
     namespace = namespace_with(kube, service_account=False)
-    kube.faults.deny("delete", "jobs")
-    kube.faults.deny("watch", "pods")
-    try:
-        code, rows, output = await doctor(environment(kube, tmp_path, namespace))
-    finally:
-        kube.faults.reset()
+    rules = without(without(shipped_rules(), "jobs", "delete"), "pods", "watch")
+    code, rows, output = await doctor(environment(kube, tmp_path, namespace, rules))
     assert code == 1, output
-    assert rows["namespace"][0] == "ok"
+    assert rows["namespace"][0] == "skip"
     assert rows["service account"] == (
         "FAIL",
         f"zenml-runner does not exist in {namespace}: runner Jobs could not create pods",
@@ -113,7 +131,7 @@ async def test_missing_service_account_and_a_denied_verb(kube: LocalKube, tmp_pa
 
 
 async def test_missing_namespace(kube: LocalKube, tmp_path: Path) -> None:
-    code, rows, output = await doctor(environment(kube, tmp_path, "nowhere"))
+    code, rows, output = await doctor(environment(kube, tmp_path, "nowhere", admin=True))
     assert code == 1, output
     assert rows["namespace"] == ("FAIL", "nowhere does not exist")
     assert "fix (namespace): kubectl create namespace nowhere" in output
@@ -143,7 +161,7 @@ async def test_unreachable_registry_and_unwritable_log_store(
 
 
 async def test_invalid_configuration_exits_2(kube: LocalKube, tmp_path: Path) -> None:
-    env = environment(kube, tmp_path, "Not_A_Namespace")
+    env = environment(kube, tmp_path, "Not_A_Namespace", admin=True)
     code, rows, output = await doctor(env)
     assert code == 2
     assert rows["configuration"] == ("FAIL", "invalid")

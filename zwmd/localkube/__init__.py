@@ -7,5 +7,9 @@ imports nothing else of zwmd. Start one with ``async with LocalKube() as kube:``
 
 from zwmd.localkube.cluster import LocalKube
 from zwmd.localkube.errors import ApiError
+from zwmd.localkube.kubeconfig import ADMIN_TOKEN
 
-__all__ = ["ApiError", "LocalKube"]
+#: Request headers that act as the cluster administrator (for raw HTTP clients).
+ADMIN_HEADERS = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+
+__all__ = ["ADMIN_HEADERS", "ADMIN_TOKEN", "ApiError", "LocalKube"]

@@ -2,8 +2,7 @@
 
 Design notes:
 
-* :data:`RESOURCES` is the one table of served resources (plural → kind, apiVersion,
-  scope, whether ``.status`` is a subresource, whether ``metadata.generation`` is kept).
+* The served resources are :data:`zwmd.localkube.resources.RESOURCES` (re-exported).
 * :func:`default` fills in what a real server's defaulting sets and controllers rely on:
   a Job's ``backoffLimit``/``completions``/``parallelism``, its ``controller-uid``
   selector and template labels; a Pod's ``restartPolicy``, ``serviceAccountName`` and
@@ -22,37 +21,15 @@ Design notes:
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from typing import Any
 
 from zwmd.localkube.errors import invalid
+from zwmd.localkube.resources import RBAC_GROUP, RESOURCES, ResourceType
+
+__all__ = ["RESOURCES", "ResourceType", "default", "validate", "validate_update"]
 
 JsonDict = dict[str, Any]
 
-
-@dataclass(frozen=True)
-class ResourceType:
-    kind: str
-    api_version: str
-    namespaced: bool = True
-    status_subresource: bool = False
-    generation: bool = False
-
-    @property
-    def group(self) -> str:
-        return self.api_version.rpartition("/")[0]
-
-
-RESOURCES: dict[str, ResourceType] = {
-    "jobs": ResourceType("Job", "batch/v1", status_subresource=True, generation=True),
-    "pods": ResourceType("Pod", "v1", status_subresource=True, generation=True),
-    "secrets": ResourceType("Secret", "v1"),
-    "configmaps": ResourceType("ConfigMap", "v1"),
-    "serviceaccounts": ResourceType("ServiceAccount", "v1"),
-    "events": ResourceType("Event", "v1"),
-    "namespaces": ResourceType("Namespace", "v1", namespaced=False, status_subresource=True),
-    "leases": ResourceType("Lease", "coordination.k8s.io/v1"),
-}
 
 _LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 _SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
@@ -74,7 +51,11 @@ _SUBDOMAIN_RULE = (
 
 
 def _name_causes(resource: str, name: str) -> list[tuple[str, str, str]]:
-    if resource in ("namespaces", "jobs"):
+    if RESOURCES[resource].group == RBAC_GROUP:  # a path segment (``system:discovery``)
+        if name in (".", "..") or "/" in name or "%" in name:
+            rule = "may not be '.' or '..', and may not contain '/' or '%'"
+            return [("metadata.name", "FieldValueInvalid", f'Invalid value: "{name}": {rule}')]
+    elif resource in ("namespaces", "jobs"):
         if len(name) > 63 or not _LABEL.match(name):
             return [
                 (
@@ -142,6 +123,19 @@ def _data_causes(resource: str, obj: JsonDict) -> list[tuple[str, str, str]]:
     return causes
 
 
+def _rule_causes(rules: Any) -> list[tuple[str, str, str]]:
+    causes = []
+    for i, rule in enumerate(rules or ()):
+        if not isinstance(rule, dict) or not rule.get("verbs"):
+            causes.append((f"rules[{i}].verbs", "FieldValueRequired", "Required value"))
+        elif rule.get("nonResourceURLs") and rule.get("resources"):
+            message = (
+                "Invalid value: rules cannot apply to both regular resources and non-resource URLs"
+            )
+            causes.append((f"rules[{i}].nonResourceURLs", "FieldValueInvalid", message))
+    return causes
+
+
 def validate(resource: str, obj: JsonDict) -> None:
     """Raise 422 Invalid for an object a real apiserver would reject."""
     kind = RESOURCES[resource].kind
@@ -169,6 +163,22 @@ def validate(resource: str, obj: JsonDict) -> None:
         causes += _pod_spec_causes(obj.get("spec"), "spec")
     elif resource in ("secrets", "configmaps"):
         causes += _data_causes(resource, obj)
+    elif resource in ("roles", "clusterroles"):
+        causes += _rule_causes(obj.get("rules"))
+    elif resource in ("rolebindings", "clusterrolebindings"):
+        ref = obj.get("roleRef") or {}
+        allowed = ("Role", "ClusterRole") if resource == "rolebindings" else ("ClusterRole",)
+        if ref.get("kind") not in allowed:
+            wanted = ", ".join(f'"{k}"' for k in allowed)
+            causes.append(
+                (
+                    "roleRef.kind",
+                    "FieldValueNotSupported",
+                    f"Unsupported value: supported: {wanted}",
+                )
+            )
+        if not ref.get("name"):
+            causes.append(("roleRef.name", "FieldValueRequired", "Required value"))
     elif resource == "leases":
         duration = (obj.get("spec") or {}).get("leaseDurationSeconds")
         if duration is not None and (not isinstance(duration, int) or duration <= 0):
@@ -223,6 +233,9 @@ def validate_update(resource: str, old: JsonDict, new: JsonDict) -> None:
             new_spec, suspended
         ):
             causes.append(("spec.template", "FieldValueInvalid", "field is immutable"))
+    elif resource in ("rolebindings", "clusterrolebindings"):
+        if old.get("roleRef") != new.get("roleRef"):
+            causes.append(("roleRef", "FieldValueInvalid", "Invalid value: cannot change roleRef"))
     elif resource == "pods" and _pod_view(old_spec) != _pod_view(
         # binding a pod to a node (the scheduler's one write) sets nodeName once
         new_spec if old_spec.get("nodeName") else _without(new_spec, ("nodeName",))

@@ -4,7 +4,7 @@ Modelled on the ``audit.k8s.io/v1`` ``Event`` at level ``Metadata``, stage
 ``ResponseComplete``: the verb as RBAC names it (``get``, ``list``, ``watch``,
 ``create``, ``update``, ``patch``, ``delete``, ``deletecollection``), the object
 reference (resource, subresource, namespace, name), the request URI with its query, and
-the response code. Request and response bodies are not kept (the apiserver's
+the response code, and who asked (``user.username``). Request and response bodies are not kept (the apiserver's
 ``Metadata`` level does not keep them either, and they may hold Secrets).
 
 Design notes:
@@ -37,6 +37,7 @@ class AuditEvent:
     name: str
     request_uri: str
     code: int
+    user: str = ""  # the authenticated user's name (``system:serviceaccount:ns:name``)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)

@@ -8,6 +8,11 @@ Design notes:
 * The Job controller and the kubelets live in sibling modules; ``kubelet=None`` gives
   an API server whose pods never run, which suits tests that drive pod status
   themselves, and ``job_controller=False`` one whose Jobs make no pods.
+* Requests are authenticated and authorized as a cluster with RBAC does it
+  (:mod:`zwmd.localkube.authn`, :mod:`zwmd.localkube.rbac`): the default roles are
+  written at construction, :meth:`write_kubeconfig` acts as the administrator and
+  :meth:`service_account_kubeconfig` as a service account, under whatever Roles the
+  test or the operator binds to it.
 * Shutdown closes every watch first, so the HTTP server can stop without waiting on
   long-lived responses.
 """
@@ -24,12 +29,14 @@ import anyio.abc
 from aiohttp import web
 
 from zwmd.localkube.audit import AuditLog
+from zwmd.localkube.authn import Authenticator
 from zwmd.localkube.controllers import JobController
 from zwmd.localkube.faults import Faults
 from zwmd.localkube.kubeconfig import write_kubeconfig
 from zwmd.localkube.kubelets.process import ProcessKubelet
 from zwmd.localkube.kubelets.scripted import ScriptedKubelet
 from zwmd.localkube.podlogs import PodLogs
+from zwmd.localkube.rbac import BOOTSTRAP_POLICY
 from zwmd.localkube.server import create_app
 from zwmd.localkube.store import Store
 
@@ -52,10 +59,14 @@ class LocalKube:
         history_size: int = 10_000,
         bookmark_interval: float = 5.0,
         job_controller: bool = True,
+        unauthenticated: str = "admin",
     ) -> None:
         self.host = host
         self.port = port
         self.store = Store(history_size=history_size)
+        for resource, obj in BOOTSTRAP_POLICY:
+            self.store.create(resource, None, obj)
+        self.authenticator = Authenticator(self.store, unauthenticated=unauthenticated)
         self.faults = Faults(self.store)
         self.pod_logs = PodLogs(self.store)
         self.faults.pod_logs = self.pod_logs
@@ -80,6 +91,15 @@ class LocalKube:
         """Write a kubeconfig for this server (kubectl and kubernetes-asyncio accept it)."""
         return write_kubeconfig(path, self.url)
 
+    def service_account_kubeconfig(
+        self, path: str | os.PathLike[str], namespace: str, name: str
+    ) -> Path:
+        """Write a kubeconfig that acts as service account ``namespace/name`` (which must
+        exist), with a token the TokenRequest API would mint, default namespace
+        ``namespace``."""
+        token = self.authenticator.mint(namespace, name)["token"]
+        return write_kubeconfig(path, self.url, namespace=namespace, token=token)
+
     async def serve(
         self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
     ) -> None:
@@ -90,6 +110,7 @@ class LocalKube:
             pod_logs=self.pod_logs,
             bookmark_interval=self._bookmark_interval,
             audit=self.audit,
+            authenticator=self.authenticator,
         )
         runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
         await runner.setup()

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from zwmd.localkube.admission import RESOURCES
+from zwmd.localkube.resources import RESOURCES
 
 JsonDict = dict[str, Any]
 ALL_VERBS = ["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"]

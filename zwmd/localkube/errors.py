@@ -15,14 +15,14 @@ from __future__ import annotations
 
 from typing import Any
 
-JsonDict = dict[str, Any]
+from zwmd.localkube.resources import group_of
 
-_GROUPS = {"jobs": "batch", "leases": "coordination.k8s.io"}
+JsonDict = dict[str, Any]
 
 
 def qualified(resource: str) -> str:
     """``jobs.batch`` for grouped resources, ``pods`` for the core group."""
-    group = _GROUPS.get(resource)
+    group = group_of(resource)
     return f"{resource}.{group}" if group else resource
 
 
@@ -63,7 +63,7 @@ class ApiError(Exception):
         if self.name is not None:
             details["name"] = self.name
         if self.resource is not None:
-            group = _GROUPS.get(self.resource)
+            group = group_of(self.resource)
             if group:
                 details["group"] = group
             details["kind"] = self.resource
@@ -118,8 +118,8 @@ def invalid(kind: str, resource: str, name: str, causes: list[tuple[str, str, st
         422,
         "Invalid",
         f'{kind} "{name}" is invalid: {summary}'
-        if resource not in _GROUPS
-        else f'{kind}.{_GROUPS[resource]} "{name}" is invalid: {summary}',
+        if not group_of(resource)
+        else f'{kind}.{group_of(resource)} "{name}" is invalid: {summary}',
         name=name,
         resource=resource,
         causes=[

@@ -27,8 +27,8 @@ Design notes:
   held connections (the server gave up on them meanwhile). A request that arrives on a
   stalled connection waits too. Held bytes are held in localkube, not in the kernel:
   the client cannot tell.
-* ``deny(verb, resource)`` only affects SelfSubjectAccessReview answers (RBAC is not
-  enforced on requests): it lets ``zwmd doctor`` be tested against missing permissions.
+* Missing permissions are not a fault: bind a narrower Role (:mod:`zwmd.localkube.rbac`
+  enforces it on every request and answers access reviews from it).
 """
 
 from __future__ import annotations
@@ -112,13 +112,13 @@ class Faults:
         self.latency = 0.0
         self._rules: list[FailureRule] = []
         self._fractions: list[FractionRule] = []
-        self._denied: set[tuple[str, str]] = set()
         self.injected = 0  # failures answered so far
         #: set by the server: start an outage of the given seconds
         self.outage_handler: Callable[[float], None] | None = None
         #: open connections and what each serves now, ``(verb, resource)`` or None (idle)
         self._connections: dict[asyncio.BaseTransport, tuple[str, str] | None] = {}
         self._stall: _Stall | None = None
+        self._befores: list[tuple[str | None, str | None, Callable[[], object]]] = []
 
     def fail_next(
         self,
@@ -167,8 +167,22 @@ class Faults:
             )
         )
 
+    def before_next(
+        self, action: Callable[[], object], *, match: tuple[str | None, str | None]
+    ) -> None:
+        """Run ``action()`` just before the next request matching ``(verb, resource)``."""
+        self._befores.append((*match, action))
+
     def take_failure(self, verb: str, resource: str) -> ApiError | None:
-        """The error to answer this request with, consuming one matching failure."""
+        """The error to answer this request with, consuming one matching failure.
+
+        A matching :meth:`before_next` action runs first (once).
+        """
+        for before in self._befores:
+            if before[0] in (None, verb) and before[1] in (None, resource):
+                self._befores.remove(before)
+                before[2]()
+                break
         for rule in self._rules:
             if rule.remaining > 0 and rule.matches(verb, resource):
                 rule.remaining -= 1
@@ -275,19 +289,12 @@ class Faults:
         while self._stall is not None and self._stall.holds(transport):
             await self._stall.over.wait()
 
-    def deny(self, verb: str, resource: str) -> None:
-        """Make SelfSubjectAccessReview answer ``allowed: false`` for ``(verb, resource)``."""
-        self._denied.add((verb, resource))
-
-    def is_allowed(self, verb: str, resource: str) -> bool:
-        return not any((v in (verb, "*")) and (r in (resource, "*")) for v, r in self._denied)
-
     def reset(self) -> None:
         """Remove every injected fault."""
         self.latency = 0.0
         self._rules.clear()
         self._fractions.clear()
-        self._denied.clear()
+        self._befores.clear()
         self.end_stall()
 
 
@@ -359,11 +366,6 @@ def routes(faults: Faults) -> list[web.RouteDef]:
         faults.latency = float((await _body(request)).get("seconds", 0.0))
         return ok()
 
-    async def deny(request: web.Request) -> web.Response:
-        body = await _body(request)
-        faults.deny(str(body.get("verb", "*")), str(body.get("resource", "*")))
-        return ok()
-
     async def stall(request: web.Request) -> web.Response:
         body = await _body(request)
         verb, resource = body.get("verb"), body.get("resource")
@@ -393,7 +395,6 @@ def routes(faults: Faults) -> list[web.RouteDef]:
         web.get("/localkube/faults", counts),
         web.post("/localkube/faults/outage", outage),
         web.post("/localkube/faults/latency", latency),
-        web.post("/localkube/faults/deny", deny),
         web.post("/localkube/faults/stall", stall),
         web.post("/localkube/faults/end-stall", end_stall),
         web.post("/localkube/faults/reset", reset),

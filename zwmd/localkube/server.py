@@ -30,16 +30,22 @@ import orjson
 from aiohttp import web
 
 from zwmd.localkube import discovery, faults, streaming
-from zwmd.localkube.admission import RESOURCES
 from zwmd.localkube.audit import AuditEvent, AuditLog
+from zwmd.localkube.authn import Authenticator
 from zwmd.localkube.errors import ApiError, JsonDict, bad_request
 from zwmd.localkube.faults import Faults
+from zwmd.localkube.rbac import Attributes, Authorizer, User, forbidden
+from zwmd.localkube.resources import RESOURCES
+from zwmd.localkube.routing import Route, attributes, parse_path, route_for
 from zwmd.localkube.store import Store
 from zwmd.localkube.streaming import PodLogSource, query_bool, query_int
 
 STORE: web.AppKey[Store] = web.AppKey("store", Store)
 FAULTS: web.AppKey[Faults] = web.AppKey("faults", Faults)
 AUDIT: web.AppKey[AuditLog] = web.AppKey("audit", AuditLog)
+AUTHENTICATOR: web.AppKey[Authenticator] = web.AppKey("authenticator", Authenticator)
+AUTHORIZER: web.AppKey[Authorizer] = web.AppKey("authorizer", Authorizer)
+_USER: web.RequestKey[User] = web.RequestKey("user", User)
 POD_LOGS: web.AppKey[Any] = web.AppKey("pod_logs", object)
 BOOKMARK_INTERVAL: web.AppKey[float] = web.AppKey("bookmark_interval", float)
 _JSON = "application/json"
@@ -59,59 +65,6 @@ def raw_response(body: bytes, status: int = 200) -> web.Response:
 def error_response(error: ApiError) -> web.Response:
     headers = {"Retry-After": str(error.retry_after)} if error.retry_after is not None else None
     return json_response(error.status(), error.code, headers)
-
-
-class Route:
-    """A parsed API path."""
-
-    def __init__(
-        self, resource: str, namespace: str | None, name: str | None, sub: str | None
-    ) -> None:
-        self.resource, self.namespace, self.name, self.subresource = resource, namespace, name, sub
-
-    def verb(self, method: str, query: Any) -> str:
-        if method == "GET":
-            if self.name is None:
-                return "watch" if query_bool(query, "watch") else "list"
-            return "get"
-        return {"POST": "create", "PUT": "update", "PATCH": "patch", "DELETE": "delete"}.get(
-            method, method.lower()
-        )
-
-
-def parse_path(path: str) -> tuple[str, list[str]] | None:
-    """Split an API path into its group version and the rest (None when not an API path)."""
-    parts = [p for p in path.split("/") if p]
-    if len(parts) >= 2 and parts[0] == "api" and parts[1] == "v1":
-        return "v1", parts[2:]
-    if len(parts) >= 3 and parts[0] == "apis":
-        return f"{parts[1]}/{parts[2]}", parts[3:]
-    return None
-
-
-def route_for(group_version: str, rest: list[str]) -> Route | None:
-    def served(resource: str) -> bool:
-        kind = RESOURCES.get(resource)
-        return kind is not None and kind.api_version == group_version
-
-    if (
-        len(rest) >= 3
-        and rest[0] == "namespaces"
-        and served(rest[2])
-        and RESOURCES[rest[2]].namespaced
-    ):
-        if len(rest) > 5:
-            return None
-        return Route(
-            rest[2], rest[1], rest[3] if len(rest) > 3 else None, rest[4] if len(rest) > 4 else None
-        )
-    if 1 <= len(rest) <= 3 and served(rest[0]):
-        if len(rest) > 1 and RESOURCES[rest[0]].namespaced:
-            return None
-        return Route(
-            rest[0], None, rest[1] if len(rest) > 1 else None, rest[2] if len(rest) > 2 else None
-        )
-    return None
 
 
 async def read_json(request: web.Request) -> Any:
@@ -187,6 +140,10 @@ async def handle_object(request: web.Request, store: Store, route: Route) -> web
         return await streaming.pod_log(
             request, store, request.app[POD_LOGS], namespace, name, hold=request.app[FAULTS].hold
         )
+    if route.subresource == "token" and resource == "serviceaccounts" and method == "POST":
+        assert namespace is not None
+        answer = request.app[AUTHENTICATOR].token_request(namespace, name, await read_json(request))
+        return json_response(answer, 201)
     if route.subresource is not None and not (status_only and kind.status_subresource):
         raise ApiError(404, "NotFound", "the server could not find the requested resource")
     if method == "GET":
@@ -261,21 +218,44 @@ async def handle_collection(request: web.Request, store: Store, route: Route) ->
 
 
 async def access_review(request: web.Request) -> web.Response:
+    """A SelfSubjectAccessReview, answered for the asking user from the RBAC policy."""
     body = await read_json(request)
     if not isinstance(body, dict):
         raise bad_request("the body of a SelfSubjectAccessReview must be an object")
-    attributes = (body.get("spec") or {}).get("resourceAttributes") or {}
-    allowed = request.app[FAULTS].is_allowed(
-        str(attributes.get("verb", "")), str(attributes.get("resource", ""))
-    )
+    spec = body.get("spec") or {}
+    wanted = spec.get("resourceAttributes") or {}
+    other = spec.get("nonResourceAttributes") or {}
+    user: User = request[_USER]
+    if wanted:
+        asked = Attributes(
+            user,
+            str(wanted.get("verb", "")),
+            resource=str(wanted.get("resource", "")),
+            group=str(wanted.get("group", "")),
+            subresource=str(wanted.get("subresource", "")),
+            namespace=str(wanted.get("namespace", "")),
+            name=str(wanted.get("name", "")),
+        )
+    elif other:
+        asked = Attributes(user, str(other.get("verb", "")), path=str(other.get("path", "")))
+    else:
+        raise ApiError(
+            422,
+            "Invalid",
+            'SelfSubjectAccessReview.authorization.k8s.io "" is invalid: '
+            'spec.resourceAttributes: Invalid value: "null": exactly one of '
+            "nonResourceAttributes or resourceAttributes must be specified",
+        )
+    decision = request.app[AUTHORIZER].authorize(asked)
+    status: JsonDict = {"allowed": decision.allowed}
+    if decision.reason:
+        status["reason"] = decision.reason
     review = {
         "kind": "SelfSubjectAccessReview",
         "apiVersion": "authorization.k8s.io/v1",
         "metadata": {"creationTimestamp": None},
-        "spec": body.get("spec") or {},
-        "status": {"allowed": allowed}
-        if allowed
-        else {"allowed": False, "reason": "denied by localkube fault injection"},
+        "spec": spec,
+        "status": status,
     }
     return json_response(review, 201)
 
@@ -327,23 +307,12 @@ async def dispatch(request: web.Request) -> web.StreamResponse:
     return await handle_object(request, store, route)
 
 
-def rbac_words(request: web.Request) -> tuple[str, str]:
-    """``(verb, resource)`` of an API request as RBAC names them (``get``, ``pods/log``)."""
-    parsed = parse_path(request.path)
-    route = route_for(*parsed) if parsed else None
-    if route is None:
-        return request.method.lower(), ""
-    resource = route.resource
-    if route.subresource:
-        resource = f"{resource}/{route.subresource}"
-    return route.verb(request.method, request.query), resource
-
-
 def _audit(request: web.Request, code: int) -> None:
     parsed = parse_path(request.path)
     route = route_for(*parsed) if parsed else None
     if route is None:
         return  # discovery, or no such resource: not an API request on an object
+    user: User | None = request.get(_USER)
     event = AuditEvent(
         verb=route.verb(request.method, request.query),
         resource=route.resource,
@@ -352,8 +321,29 @@ def _audit(request: web.Request, code: int) -> None:
         name=route.name or "",
         request_uri=str(request.rel_url),
         code=code,
+        user=user.name if user else "",
     )
     request.app[AUDIT].record(event)
+
+
+def authorize(request: web.Request) -> None:
+    """Authenticate the request and let RBAC decide it (401 or 403 when refused)."""
+    user = request.app[AUTHENTICATOR].authenticate(request.headers.get("Authorization"))
+    request[_USER] = user
+    asked = attributes(user, request.method, request.path, request.query)
+    decision = request.app[AUTHORIZER].authorize(asked)
+    if not decision.allowed:
+        raise forbidden(asked, decision.reason)
+
+
+def rbac_words(request: web.Request) -> tuple[str, str]:
+    """``(verb, resource)`` of an API request as RBAC names them (``get``, ``pods/log``)."""
+    asked = attributes(User(""), request.method, request.path, request.query)
+    if not asked.is_resource_request:
+        return asked.verb, ""
+    if asked.subresource:
+        return asked.verb, f"{asked.resource}/{asked.subresource}"
+    return asked.verb, asked.resource
 
 
 @web.middleware
@@ -368,6 +358,8 @@ async def api_errors(request: web.Request, handler: Any) -> web.StreamResponse:
             if faults_.latency:
                 await asyncio.sleep(faults_.latency)
         try:
+            if transport is not None:
+                authorize(request)
             response: web.StreamResponse = await handler(request)
         except ApiError as error:
             response = error_response(error)
@@ -398,12 +390,15 @@ def create_app(
     pod_logs: PodLogSource | None = None,
     bookmark_interval: float = 5.0,
     audit: AuditLog | None = None,
+    authenticator: Authenticator | None = None,
 ) -> web.Application:
     """The aiohttp application serving ``store``."""
     app = web.Application(middlewares=[api_errors], client_max_size=64 * 1024 * 1024)
     app[STORE] = store
     app[FAULTS] = faults_
     app[AUDIT] = audit or AuditLog()
+    app[AUTHENTICATOR] = authenticator or Authenticator(store)
+    app[AUTHORIZER] = Authorizer(store)
     app[POD_LOGS] = pod_logs
     app[BOOKMARK_INTERVAL] = bookmark_interval
     app.add_routes(faults.routes(faults_))

@@ -29,8 +29,8 @@ from typing import Any, Protocol
 import orjson
 from aiohttp import web
 
-from zwmd.localkube.admission import RESOURCES
 from zwmd.localkube.errors import ApiError, bad_request
+from zwmd.localkube.resources import RESOURCES
 from zwmd.localkube.store import Store
 from zwmd.localkube.watching import WatchEvent, event_line
 
