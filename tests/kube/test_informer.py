@@ -131,22 +131,71 @@ def test_the_owner_reference_names_the_job_before_any_label() -> None:
     assert job_of({"metadata": {}}) == ""
 
 
-async def test_create_or_replace_takes_the_new_owner_and_data(cluster: Cluster) -> None:
-    def config_map(owner: str, uid: str, text: str) -> Obj:
-        return {
-            "apiVersion": "v1",
-            "kind": "ConfigMap",
-            "metadata": {
-                "name": "zwmd-builder-x-context",
-                "ownerReferences": [
-                    {"apiVersion": "batch/v1", "kind": "Job", "name": owner, "uid": uid}
-                ],
-            },
-            "data": {"Dockerfile": text},
-        }
+def _owned_config_map(owner: Obj, text: str) -> Obj:
+    meta = owner["metadata"]
+    reference = {"apiVersion": "batch/v1", "kind": "Job", "name": meta["name"], "uid": meta["uid"]}
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": "zwmd-builder-x-context", "ownerReferences": [reference]},
+        "data": {"Dockerfile": text},
+    }
 
-    await cluster.kube.create_or_replace("configmaps", config_map("old", "uid-old", "FROM a"))
-    await cluster.kube.create_or_replace("configmaps", config_map("new", "uid-new", "FROM b"))
+
+def _suspended_job(name: str) -> Obj:
+    job = _job(name)
+    job["spec"]["suspend"] = True
+    return job
+
+
+async def _replaced_owner(cluster: Cluster) -> tuple[Obj, Obj]:
+    """A Job with its ConfigMap, deleted (its ConfigMap not collected yet), and a new Job
+    of the same name: what a rebuild meets on a real cluster."""
+    cluster.localkube.garbage_collector.delay = 60.0  # lags until caught up
+    old = await cluster.kube.create("jobs", _suspended_job("zwmd-builder-x"))
+    await cluster.kube.create_or_replace("configmaps", _owned_config_map(old, "FROM a"))
+    await cluster.kube.delete("jobs", "zwmd-builder-x", propagation="Background")
+    new = await cluster.kube.create("jobs", _suspended_job("zwmd-builder-x"))
+    return old, new
+
+
+async def test_create_or_replace_takes_the_new_owner_and_data(cluster: Cluster) -> None:
+    _, new = await _replaced_owner(cluster)
+    await cluster.kube.create_or_replace("configmaps", _owned_config_map(new, "FROM b"))
+    cluster.localkube.garbage_collector.catch_up()  # the collector comes after the replace
     stored = await cluster.kube.get("configmaps", "zwmd-builder-x-context")
     assert stored["data"] == {"Dockerfile": "FROM b"}
-    assert [ref["uid"] for ref in stored["metadata"]["ownerReferences"]] == ["uid-new"]
+    assert [ref["uid"] for ref in stored["metadata"]["ownerReferences"]] == [new["metadata"]["uid"]]
+
+
+async def test_create_or_replace_creates_again_what_the_collector_deleted_meanwhile(
+    cluster: Cluster,
+) -> None:
+    _, new = await _replaced_owner(cluster)
+    localkube = cluster.localkube
+    # the collector deletes the old ConfigMap between the create's 409 and the update
+    localkube.faults.before_next(
+        localkube.garbage_collector.catch_up, match=("update", "configmaps")
+    )
+    await cluster.kube.create_or_replace("configmaps", _owned_config_map(new, "FROM b"))
+    localkube.garbage_collector.catch_up()
+    stored = await cluster.kube.get("configmaps", "zwmd-builder-x-context")
+    assert stored["data"] == {"Dockerfile": "FROM b"}
+    assert [ref["uid"] for ref in stored["metadata"]["ownerReferences"]] == [new["metadata"]["uid"]]
+
+
+async def test_create_or_replace_of_an_object_being_deleted_creates_it_anew(
+    cluster: Cluster,
+) -> None:
+    _, new = await _replaced_owner(cluster)
+    store = cluster.localkube.store
+    held = store.get("configmaps", "default", "zwmd-builder-x-context")
+    held["metadata"]["finalizers"] = ["example.com/hold"]
+    store.replace("configmaps", "default", "zwmd-builder-x-context", held)
+    store.delete("configmaps", "default", "zwmd-builder-x-context")  # marked, not gone
+    await cluster.kube.create_or_replace("configmaps", _owned_config_map(new, "FROM b"))
+    cluster.localkube.garbage_collector.catch_up()
+    stored = await cluster.kube.get("configmaps", "zwmd-builder-x-context")
+    assert stored["data"] == {"Dockerfile": "FROM b"}
+    assert "deletionTimestamp" not in stored["metadata"]
+    assert [ref["uid"] for ref in stored["metadata"]["ownerReferences"]] == [new["metadata"]["uid"]]

@@ -79,3 +79,11 @@ def test_kubeconfig_works_with_kubectl(localkube_process: tuple[str, Path]) -> N
     assert kubectl_run("get", "configmap", "settings", "-o", "jsonpath={.data.a}") == "b"
     kubectl_run("delete", "configmap", "settings")
     assert kubectl_run("get", "configmaps", "-o", "name").strip() == ""
+
+
+def test_the_garbage_collector_delay_is_a_flag() -> None:
+    from zwmd.localkube.cli import build_parser
+    from zwmd.localkube.garbagecollector import DEFAULT_DELAY
+
+    assert build_parser().parse_args([]).gc_delay == DEFAULT_DELAY
+    assert build_parser().parse_args(["--gc-delay", "2.5"]).gc_delay == 2.5

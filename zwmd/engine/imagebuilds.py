@@ -17,7 +17,13 @@ Design notes:
 - Identical requests share one :class:`_Build` (per full image name) from the first
   moment: a request that arrives while the first one is still asking the registry
   attaches to it. Across daemons the builder Job's deterministic name does the same:
-  a 409 on create means "attach". A Job left by an earlier *failed* build is replaced.
+  a 409 on create means "attach". A Job left by an earlier *failed* build is replaced,
+  and so is one still suspended ``environment_grace`` after its creation (abandoned).
+- A builder Job is created suspended; its inputs (``-context`` ConfigMap, ``-push``
+  Secret) are then written with create-or-replace: a rebuild meets those of the old Job
+  of that name until the cluster's garbage collector removes them, and takes them over.
+  When they cannot be written the Job is deleted and the build fails: never a builder
+  suspended for ever.
 - Every waiting workload is written on the Job (``waiter.zwmd.io/<id>``), so a
   restarted daemon rebuilds its build workloads from the listed builder Jobs and still
   tells each of them; the Job's ``zwmd.io/state`` says whether that was done already.
@@ -36,7 +42,7 @@ import logging
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import anyio
 
@@ -74,6 +80,10 @@ __all__ = ["ImageBuilds"]
 log = logging.getLogger(__name__)
 
 _CREATE_TRIES = 10
+
+
+class BuilderNotStarted(Exception):
+    """The builder Job was created, but its inputs or its start could not be written."""
 
 
 @dataclass
@@ -198,6 +208,8 @@ class ImageBuilds:
             await self._start(build, dockerfile, timeout_seconds)
         except Exception as exc:  # Kubernetes, or a plugin (prepare_push, builder_job)
             detail = f"the builder Job {build.job_name} could not be created: {exc}"
+            if isinstance(exc, BuilderNotStarted):
+                detail = str(exc)
             await self._resolve(
                 build, Reason.BUILD_FAILED, Reason.BUILD_FAILED.message(detail=detail)
             )
@@ -294,13 +306,39 @@ class ImageBuilds:
         build.created = True
         self.by_job[build.job_name] = build
         self.informer.remember("jobs", created)
-        auths = await self.credentials.auths(plan.registry)
-        await self.kube.create_or_replace("configmaps", context_configmap(created, plan))
-        await self.kube.create_or_replace("secrets", push_secret(created, plan, auths))
-        late = [r for wid, r in build.waiters.items() if wid != owner.id]
-        await self._write_waiters(build, late)
-        await self.kube.patch("jobs", build.job_name, {"spec": {"suspend": False}})
+        try:
+            auths = await self.credentials.auths(plan.registry)
+            # a ConfigMap/Secret left by an earlier builder Job of this name (the garbage
+            # collector has not reached it yet) is replaced, and owned by this Job
+            await self.kube.create_or_replace("configmaps", context_configmap(created, plan))
+            await self.kube.create_or_replace("secrets", push_secret(created, plan, auths))
+            late = [r for wid, r in build.waiters.items() if wid != owner.id]
+            await self._write_waiters(build, late)
+            await self.kube.patch("jobs", build.job_name, {"spec": {"suspend": False}})
+        except Exception as exc:
+            # never a builder suspended for ever: it goes, and the build fails (a retry
+            # starts anew); not followed any more, so its absence is not "lost"
+            self.by_job.pop(build.job_name, None)
+            await self._delete_quietly(build.job_name)
+            raise BuilderNotStarted(
+                f"the builder Job {build.job_name} could not be started, so it was deleted: "
+                f"its inputs could not be written ({exc})"
+            ) from exc
         self._kick(build)
+
+    async def _delete_quietly(self, name: str) -> None:
+        try:
+            await self.kube.delete("jobs", name, propagation="Background")
+        except Exception as exc:  # it is then abandoned, and replaced: see _stuck_at
+            log.warning("builder Job %s could not be deleted: %s", name, exc)
+
+    def _stuck_at(self, job: Obj, now: datetime) -> datetime | None:
+        """When a builder Job still suspended counts as abandoned (whoever created it never
+        wrote its inputs: a daemon stopped mid-start); None for one that was started."""
+        if not (job.get("spec") or {}).get("suspend"):
+            return None
+        created = parse_time(job["metadata"].get("creationTimestamp")) or now
+        return created + timedelta(seconds=self.timing.environment_grace)
 
     async def _existing(self, name: str) -> Obj | None:
         """A builder Job to attach to, or None after deleting one of a failed build."""
@@ -310,7 +348,9 @@ class ImageBuilds:
             if exc.code == 404:
                 return None
             raise
-        if job["metadata"].get("deletionTimestamp") or job_failed(job):
+        stuck_at = self._stuck_at(job, self._now())
+        stuck = stuck_at is not None and self._now() >= stuck_at
+        if job["metadata"].get("deletionTimestamp") or job_failed(job) or stuck:
             await self.kube.delete("jobs", name, propagation="Background")
             return None
         return job
@@ -380,6 +420,17 @@ class ImageBuilds:
                 await self._resolve(build, Reason.JOB_LOST, message)
             return
         now = self._now()
+        stuck_at = self._stuck_at(job, now)
+        if stuck_at is not None and now >= stuck_at:
+            detail = (
+                f"the builder Job {build.job_name} was never started (its inputs were not "
+                "written), so it was deleted; request the build again"
+            )
+            await self._resolve(
+                build, Reason.BUILD_FAILED, Reason.BUILD_FAILED.message(detail=detail)
+            )
+            await self._delete_quietly(build.job_name)
+            return
         pods = self.informer.pods_of(build.job_name)
         obs = observe(
             job,
@@ -391,7 +442,8 @@ class ImageBuilds:
             first_seen=build.first_seen,
         )
         build.first_seen = dict(obs.first_seen)
-        self.reconciler.recheck(self.name, build.job_name, obs.recheck_at)
+        recheck = [at for at in (obs.recheck_at, stuck_at) if at is not None]
+        self.reconciler.recheck(self.name, build.job_name, min(recheck) if recheck else None)
         if obs.state is State.SUCCEEDED:
             await self._resolve(build, None, f"Built and pushed {build.image}.")
         elif obs.state is State.FAILED:

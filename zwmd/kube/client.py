@@ -300,21 +300,36 @@ class KubeClient:
     async def create(self, resource: str, obj: Obj) -> Obj:
         return await self.request_json("POST", self.path(resource), body=obj)
 
-    async def create_or_replace(self, resource: str, obj: Obj) -> Obj:
+    async def create_or_replace(self, resource: str, obj: Obj, *, tries: int = 5) -> Obj:
         """Create ``obj``; if one of its name exists, replace it whole (an update).
 
         The replacement takes the new object's labels, ownerReferences and data: an
         object left by an earlier owner (a Job since deleted, whose dependents the
         garbage collector has not reached yet) becomes the new owner's, instead of
-        keeping a reference that would get it collected.
+        keeping a reference that would get it collected. The collector may still get
+        there first: an update answered 404 (deleted between the create and the update),
+        or answered with an object being deleted (the update removed its last finalizer,
+        so it went), is followed by a new create. Only create, update and get are used.
         """
-        try:
-            return await self.create(resource, obj)
-        except KubeError as exc:
-            if exc.code != 409:
-                raise
         name = obj["metadata"]["name"]
-        return await self.request_json("PUT", self.path(resource, name), body=obj)
+        for attempt in range(tries):
+            try:
+                return await self.create(resource, obj)
+            except KubeError as exc:
+                if exc.code != 409:
+                    raise
+            try:
+                replaced = await self.request_json("PUT", self.path(resource, name), body=obj)
+            except KubeError as exc:
+                if exc.code != 404:
+                    raise
+                continue  # collected meanwhile: create it again
+            if not (replaced.get("metadata") or {}).get("deletionTimestamp"):
+                return replaced
+            await anyio.sleep(0.1 * (attempt + 1))  # on its way out: create once it is gone
+        raise KubeError(
+            409, "Conflict", f"{resource} {name} kept being deleted while it was written"
+        )
 
     async def patch(
         self, resource: str, name: str, patch: Any, *, content_type: str = MERGE_PATCH

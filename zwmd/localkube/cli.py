@@ -15,6 +15,7 @@ from collections.abc import Sequence
 import anyio
 
 from zwmd.localkube.cluster import LocalKube
+from zwmd.localkube.garbagecollector import DEFAULT_DELAY
 
 
 def build_parser(prog: str = "zwmd localkube") -> argparse.ArgumentParser:
@@ -41,6 +42,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="do not run the Job controller (Jobs then stay as written: for benchmarks)",
     )
     parser.add_argument(
+        "--gc-delay",
+        type=float,
+        default=DEFAULT_DELAY,
+        help="seconds before the garbage collector deletes a deleted owner's dependents",
+    )
+    parser.add_argument(
         "--bookmark-interval", type=float, default=5.0, help="seconds between watch bookmarks"
     )
 
@@ -52,6 +59,7 @@ async def _serve(args: argparse.Namespace) -> None:
         kubelet=None if args.kubelet == "none" else args.kubelet,
         job_controller=not args.no_job_controller,
         bookmark_interval=args.bookmark_interval,
+        gc_delay=args.gc_delay,
     )
     async with anyio.create_task_group() as group:
         await group.start(kube.serve)

@@ -13,6 +13,10 @@ Design notes:
   written at construction, :meth:`write_kubeconfig` acts as the administrator and
   :meth:`service_account_kubeconfig` as a service account, under whatever Roles the
   test or the operator binds to it.
+* The garbage collector (:mod:`zwmd.localkube.garbagecollector`) deletes a deleted
+  owner's dependents ``gc_delay`` seconds later, as a real cluster's does: never at once.
+  ``kube.garbage_collector.delay`` may be changed while it runs (a test that needs a
+  lagging collector).
 * Shutdown closes every watch first, so the HTTP server can stop without waiting on
   long-lived responses.
 """
@@ -32,6 +36,7 @@ from zwmd.localkube.audit import AuditLog
 from zwmd.localkube.authn import Authenticator
 from zwmd.localkube.controllers import JobController
 from zwmd.localkube.faults import Faults
+from zwmd.localkube.garbagecollector import DEFAULT_DELAY, GarbageCollector
 from zwmd.localkube.kubeconfig import write_kubeconfig
 from zwmd.localkube.kubelets.process import ProcessKubelet
 from zwmd.localkube.kubelets.scripted import ScriptedKubelet
@@ -59,6 +64,7 @@ class LocalKube:
         history_size: int = 10_000,
         bookmark_interval: float = 5.0,
         job_controller: bool = True,
+        gc_delay: float = DEFAULT_DELAY,
         unauthenticated: str = "admin",
     ) -> None:
         self.host = host
@@ -78,6 +84,7 @@ class LocalKube:
                 raise ValueError(f"unknown kubelet {kubelet!r}: choose process or scripted")
             self.kubelet = _KUBELETS[kubelet](self.store, self.pod_logs)
         self.job_controller = JobController(self.store) if job_controller else None
+        self.garbage_collector = GarbageCollector(self.store, delay=gc_delay)
         self._bookmark_interval = bookmark_interval
         self._task_group: anyio.abc.TaskGroup | None = None
 
@@ -117,7 +124,7 @@ class LocalKube:
         try:
             site = await self._listen(runner)
             async with anyio.create_task_group() as group:
-                for component in (self.job_controller, self.kubelet):
+                for component in (self.job_controller, self.garbage_collector, self.kubelet):
                     if component is not None:
                         group.start_soon(component.run)
 

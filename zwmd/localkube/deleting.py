@@ -1,18 +1,26 @@
-"""Deletion as the apiserver and its garbage collector do it, for :class:`~zwmd.localkube.store.Store`.
+"""Deletion as the apiserver does it, for :class:`~zwmd.localkube.store.Store`.
 
 Design notes:
 
-* ``Background`` removes the object, then every dependent (``ownerReferences`` by uid)
-  left without a living owner; a dependent that still has another owner only loses the
-  dangling reference, as the garbage collector does.
-* ``Foreground`` marks the owner with ``deletionTimestamp`` and the ``foregroundDeletion``
-  finalizer, deletes its dependents, and removes the owner once none remain (a dependent
-  held by its own finalizer keeps the owner visible, as on a real cluster).
-* ``Orphan`` strips the owner reference from every dependent, then removes the owner.
+* This is the apiserver's half of deletion only; dependents are the business of the
+  garbage collector (:mod:`zwmd.localkube.garbagecollector`), which runs apart and
+  later, as kube-controller-manager's does. Without it, dependents simply stay.
+* ``Background`` removes the object at once (unless it has finalizers).
+* ``Foreground`` marks the object with ``deletionTimestamp`` and the
+  ``foregroundDeletion`` finalizer; the collector deletes its dependents, then removes
+  the finalizer, and the object goes. ``Orphan`` does the same with the ``orphan``
+  finalizer, and the collector strips the object's uid from its dependents'
+  ``ownerReferences`` instead. Unlike the apiserver, which adds the finalizer
+  whatever, localkube adds it only when the object has dependents (an object with none
+  goes at once): a bare :class:`Store` with no collector then never keeps a deleted
+  object for ever, and nobody can tell the difference.
 * Any object with finalizers is only marked (``deletionTimestamp``); it goes when an
   update empties its finalizers. Pods go at once: this stands for the kubelet's
   confirmation of a graceful deletion, which localkube's kubelets need not send.
-* A namespace takes everything in it along.
+* ``uid`` and ``resourceVersion`` preconditions (DeleteOptions' ``preconditions``) are
+  checked first: the collector deletes with both, so it never removes an object that
+  was replaced, or changed, since it looked.
+* A namespace takes everything in it along, at once.
 
 This is a base class of ``Store``: it works on the store's objects through the few
 primitives declared abstract here.
@@ -22,7 +30,6 @@ from __future__ import annotations
 
 import abc
 import datetime
-from typing import Any
 
 import orjson
 
@@ -31,8 +38,8 @@ from zwmd.localkube.admission import RESOURCES
 from zwmd.localkube.errors import JsonDict, bad_request
 
 FOREGROUND = "foregroundDeletion"
+ORPHAN = "orphan"
 _Key = tuple[str, str]
-_Dependents = list[tuple[str, _Key]]
 
 
 def now() -> str:
@@ -47,7 +54,7 @@ def copy_object(obj: JsonDict) -> JsonDict:
 
 
 class Deletion(abc.ABC):
-    """DELETE with propagation policies, finalizers and garbage collection."""
+    """DELETE with propagation policies, preconditions and finalizers."""
 
     _objects: dict[str, dict[_Key, tuple[JsonDict, bytes]]]
 
@@ -74,26 +81,32 @@ class Deletion(abc.ABC):
         grace_period_seconds: int | None = None,
         *,
         resource_version: str | None = None,
+        uid: str | None = None,
     ) -> JsonDict:
         """Delete with a propagation policy; returns the object as last stored.
 
         The object stays (with ``deletionTimestamp``) while finalizers remain, including
-        ``foregroundDeletion`` while Foreground dependents exist.
+        ``foregroundDeletion`` and ``orphan`` until the garbage collector has done its part.
         """
         if propagation not in ("Background", "Foreground", "Orphan"):
             raise bad_request(f"Unsupported propagationPolicy {propagation!r}")
         current, _ = self._stored(resource, namespace, name)
+        if uid and uid != current["metadata"]["uid"]:
+            raise errors.conflict(resource, name)
         if resource_version and resource_version != current["metadata"]["resourceVersion"]:
             raise errors.conflict(resource, name)
         key = self._key(resource, namespace, name)
-        uid = current["metadata"]["uid"]
-        if propagation == "Orphan":
-            self._orphan_dependents(uid)
         if resource == "namespaces":
             self._delete_namespace_contents(name)
         finalizers = list(current["metadata"].get("finalizers") or [])
-        if propagation == "Foreground" and FOREGROUND not in finalizers and self._dependents(uid):
-            finalizers.append(FOREGROUND)
+        wanted = {"Foreground": FOREGROUND, "Orphan": ORPHAN}.get(propagation)
+        if (
+            wanted is not None
+            and wanted not in finalizers
+            and self.has_dependents(current["metadata"]["uid"])
+        ):
+            # one policy at a time: a new DELETE may switch it, as the apiserver allows
+            finalizers = [f for f in finalizers if f not in (FOREGROUND, ORPHAN)] + [wanted]
         if not finalizers:
             return self._remove(resource, key)
         marked = copy_object(current)
@@ -101,85 +114,22 @@ class Deletion(abc.ABC):
         if not marked["metadata"].get("deletionTimestamp"):
             marked["metadata"]["deletionTimestamp"] = now()
             marked["metadata"]["deletionGracePeriodSeconds"] = grace_period_seconds or 0
-        result = self._commit("MODIFIED", resource, key, marked, current)
-        if FOREGROUND in finalizers:
-            for dep_resource, dep_key in self._dependents(uid):
-                if dep_key in self._objects[dep_resource]:
-                    self.delete(dep_resource, dep_key[0], dep_key[1], "Foreground")
-            self._finish_foreground(uid)
-        return result
+        if marked == current:
+            return copy_object(current)
+        return self._commit("MODIFIED", resource, key, marked, current)
 
     def _remove(self, resource: str, key: _Key) -> JsonDict:
         current, _ = self._objects[resource][key]
-        gone = copy_object(current)
-        result = self._commit("DELETED", resource, key, gone, current)
-        self._collect_garbage(current["metadata"]["uid"])
-        for owner in current["metadata"].get("ownerReferences") or ():
-            self._finish_foreground(owner.get("uid"))
-        return result
+        return self._commit("DELETED", resource, key, copy_object(current), current)
 
-    def _dependents(self, uid: str) -> _Dependents:
-        found = []
-        for resource, objects in self._objects.items():
-            for key, (obj, _) in objects.items():
+    def has_dependents(self, uid: str) -> bool:
+        """Whether any stored object names ``uid`` in its ``ownerReferences``."""
+        for objects in self._objects.values():
+            for obj, _ in objects.values():
                 for owner in obj["metadata"].get("ownerReferences") or ():
                     if owner.get("uid") == uid:
-                        found.append((resource, key))
-                        break
-        return found
-
-    def _uid_exists(self, uid: str) -> bool:
-        return any(
-            obj["metadata"]["uid"] == uid
-            for objects in self._objects.values()
-            for obj, _ in objects.values()
-        )
-
-    def _collect_garbage(self, uid: str) -> None:
-        """Background GC: delete dependents whose owners are all gone."""
-        for resource, key in self._dependents(uid):
-            if key not in self._objects[resource]:
-                continue
-            obj = self._objects[resource][key][0]
-            owners = obj["metadata"].get("ownerReferences") or ()
-            if any(self._uid_exists(o.get("uid")) for o in owners if o.get("uid") != uid):
-                self._drop_owner_reference(resource, key, uid)  # as the GC removes dangling ones
-            else:
-                self.delete(resource, key[0], key[1], "Background")
-
-    def _orphan_dependents(self, uid: str) -> None:
-        for resource, key in self._dependents(uid):
-            self._drop_owner_reference(resource, key, uid)
-
-    def _drop_owner_reference(self, resource: str, key: _Key, uid: str) -> None:
-        current = self._objects[resource][key][0]
-        updated = copy_object(current)
-        updated["metadata"]["ownerReferences"] = [
-            o for o in current["metadata"]["ownerReferences"] if o.get("uid") != uid
-        ]
-        if not updated["metadata"]["ownerReferences"]:
-            del updated["metadata"]["ownerReferences"]
-        self._commit("MODIFIED", resource, key, updated, current)
-
-    def _finish_foreground(self, uid: Any) -> None:
-        """Remove an owner under Foreground deletion once its last dependent is gone."""
-        for resource, objects in self._objects.items():
-            for key, (obj, _) in list(objects.items()):
-                metadata = obj["metadata"]
-                if metadata["uid"] != uid or FOREGROUND not in (metadata.get("finalizers") or ()):
-                    continue
-                if self._dependents(uid):
-                    return
-                released = copy_object(obj)
-                released["metadata"]["finalizers"] = [
-                    f for f in metadata["finalizers"] if f != FOREGROUND
-                ]
-                if not released["metadata"]["finalizers"]:
-                    del released["metadata"]["finalizers"]
-                self._commit("MODIFIED", resource, key, released, obj)
-                if not released["metadata"].get("finalizers"):
-                    self._remove(resource, key)
-                return
+                        return True
+        return False
 
     def _delete_namespace_contents(self, namespace: str) -> None:
         for resource, kind in RESOURCES.items():
