@@ -8,12 +8,15 @@ The daemon under test is the real one: settings are loaded with
 bearer token, and read Kubernetes objects straight from localkube's store.
 
 Each daemon gets a namespace of its own (with the runner service account), so daemons
-sharing one localkube never see each other's Jobs. The test packages subclass
+sharing one localkube never see each other's Jobs. A daemon acts as the ``zwmd`` service
+account of its namespace under the shipped Role (:mod:`tests.rbac`), and localkube
+refuses requests without credentials, as a real cluster's secure port does. The test packages subclass
 :class:`Daemon` for what is only theirs (builds, scripts whose logs they read).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import secrets
 import uuid
@@ -29,6 +32,7 @@ import pluggy
 import pytest
 
 from tests.daemon_process import free_port
+from tests.rbac import Rules, zwmd_kubeconfig
 from zwmd.daemon.operations import DaemonOperations
 from zwmd.daemon.serving import DaemonConfig, serve
 from zwmd.daemon.starting import daemon_config
@@ -82,7 +86,9 @@ def create_namespace(kube: LocalKube, namespace: str, *, service_account: bool =
 async def kube() -> AsyncIterator[LocalKube]:
     """A localkube for a test module whose pods do only what the test tells the scripted
     kubelet (a conftest imports this fixture and :func:`kubeconfig`)."""
-    async with LocalKube(kubelet="scripted", bookmark_interval=0.5) as localkube:
+    async with LocalKube(
+        kubelet="scripted", bookmark_interval=0.5, unauthenticated="anonymous"
+    ) as localkube:
         yield localkube
 
 
@@ -145,6 +151,7 @@ class Daemon:
         metrics_listener: bool = False,
         plugins: pluggy.PluginManager | None = None,
         wait_ready: bool = True,
+        rules: Rules | None = None,
     ) -> AsyncIterator[Self]:
         """``serve()`` in a namespace of its own (``namespace``: a given one).
 
@@ -153,7 +160,9 @@ class Daemon:
         then ``adjust`` change the config. The log store is a file store under ``state_dir`` unless
         ``store`` is given. With ``wait_ready=False`` the daemon is yielded as soon as
         its listeners answer, before its watches have listed (``ops`` fails until then).
-        Faults the test left on ``kube`` are reset when the daemon stops.
+        Faults the test left on ``kube`` are reset when the daemon stops. The daemon acts
+        as ``zwmd`` under the shipped Role, or under ``rules`` when given (``kubeconfig``,
+        the administrator's, is for the test's own reads).
         """
         if config is None:
             namespace = namespace or f"zwmd-{uuid.uuid4().hex[:10]}"
@@ -168,7 +177,8 @@ class Daemon:
             namespace, token = config.namespace, config.api_token
         assert token is not None
         create_namespace(kube, namespace, service_account=service_account)
-        config = cls.tune(config)
+        identity = zwmd_kubeconfig(kube, namespace, state_dir / f"{namespace}.kubeconfig", rules)
+        config = dataclasses.replace(cls.tune(config), kubeconfig=str(identity))
         if adjust is not None:
             config = adjust(config)
         store = store or FileLogStore(state_dir, fsync=False)

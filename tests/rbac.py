@@ -63,18 +63,26 @@ def _create(kube: LocalKube, resource: str, namespace: str, obj: dict[str, Any])
         kube.store.replace(resource, namespace, obj["metadata"]["name"], obj)
 
 
-def bind_zwmd(kube: LocalKube, namespace: str, rules: Rules | None = None) -> None:
-    """The ``zwmd`` service account of ``namespace``, bound to a Role with ``rules``
-    (the shipped Role's by default) in that namespace."""
-    _create(kube, "serviceaccounts", namespace, {"metadata": {"name": ACCOUNT}})
+def zwmd_objects(namespace: str, rules: Rules | None = None) -> list[tuple[str, dict[str, Any]]]:
+    """(resource, object): the ``zwmd`` service account of ``namespace``, a Role with
+    ``rules`` (the shipped Role's by default) and the binding of one to the other."""
     role = {"metadata": {"name": ACCOUNT}, "rules": shipped_rules() if rules is None else rules}
-    _create(kube, "roles", namespace, role)
     binding = {
         "metadata": {"name": ACCOUNT},
         "roleRef": {"apiGroup": RBAC_GROUP, "kind": "Role", "name": ACCOUNT},
         "subjects": [{"kind": "ServiceAccount", "name": ACCOUNT, "namespace": namespace}],
     }
-    _create(kube, "rolebindings", namespace, binding)
+    return [
+        ("serviceaccounts", {"metadata": {"name": ACCOUNT}}),
+        ("roles", role),
+        ("rolebindings", binding),
+    ]
+
+
+def bind_zwmd(kube: LocalKube, namespace: str, rules: Rules | None = None) -> None:
+    """:func:`zwmd_objects`, written to ``kube``'s store."""
+    for resource, obj in zwmd_objects(namespace, rules):
+        _create(kube, resource, namespace, obj)
 
 
 def zwmd_kubeconfig(

@@ -39,7 +39,10 @@ from typing import Any
 import httpx
 
 from tests.daemon_process import free_port
+from tests.rbac import ACCOUNT, zwmd_objects
 from zwmd.apiclient import Client, ClientConfig, ZwmdError
+from zwmd.localkube import ADMIN_HEADERS
+from zwmd.localkube.kubeconfig import write_kubeconfig
 
 PY = sys.executable
 K = "ZENML_KUBERNETES_WORKLOAD_MANAGER_"
@@ -77,6 +80,8 @@ class Cluster:
     """``zwmd localkube`` in a child process, and its fault endpoints."""
 
     def __init__(self, workdir: Path, kubelet: str = "process") -> None:
+        self.admin_kubeconfig = workdir / "admin.kubeconfig"
+        #: the daemon's: it acts as ``zwmd`` under the shipped Role
         self.kubeconfig = workdir / "kubeconfig"
         self.process = subprocess.Popen(
             [
@@ -89,7 +94,9 @@ class Cluster:
                 "--kubelet",
                 kubelet,
                 "--kubeconfig",
-                str(self.kubeconfig),
+                str(self.admin_kubeconfig),
+                "--unauthenticated",
+                "anonymous",
             ],
             stdout=subprocess.PIPE,
             text=True,
@@ -97,12 +104,23 @@ class Cluster:
         assert self.process.stdout is not None
         lines = [self.process.stdout.readline() for _ in range(3)]
         self.url = lines[0].rsplit(" ", 1)[1].strip()
-        self.http = httpx.Client(base_url=self.url, timeout=30)
+        self.http = httpx.Client(base_url=self.url, timeout=30, headers=ADMIN_HEADERS)
         self.post("/api/v1/namespaces", {"metadata": {"name": NAMESPACE}})
         self.post(
             f"/api/v1/namespaces/{NAMESPACE}/serviceaccounts",
             {"metadata": {"name": SERVICE_ACCOUNT}},
         )
+        for resource, obj in zwmd_objects(NAMESPACE):
+            group = (
+                "/apis/rbac.authorization.k8s.io/v1" if resource != "serviceaccounts" else "/api/v1"
+            )
+            self.post(f"{group}/namespaces/{NAMESPACE}/{resource}", obj)
+        minted = self.http.post(
+            f"/api/v1/namespaces/{NAMESPACE}/serviceaccounts/{ACCOUNT}/token", json={}
+        )
+        assert minted.status_code == 201, minted.text
+        token = minted.json()["status"]["token"]
+        write_kubeconfig(self.kubeconfig, self.url, namespace=NAMESPACE, token=token)
 
     def post(self, path: str, body: dict[str, Any]) -> None:
         response = self.http.post(path, json=body)

@@ -30,14 +30,21 @@ from zwmd.localkube import LocalKube
 
 @dataclass
 class Cluster:
-    """A localkube on a fixed loopback port that a test may stop and start again."""
+    """A localkube on a fixed loopback port that a test may stop and start again.
+
+    Started again, it serves the objects it had (an apiserver restarts on the same etcd),
+    so the daemon's service-account token is still good.
+    """
 
     port: int = field(default_factory=free_port)
     kube: LocalKube | None = None
+    _stopped: LocalKube | None = None
     _scope: anyio.CancelScope | None = None
 
     async def start(self, tg: anyio.abc.TaskGroup, namespace: str) -> LocalKube:
-        kube = LocalKube(host="127.0.0.1", port=self.port, kubelet="process")
+        kube = self._stopped or LocalKube(
+            host="127.0.0.1", port=self.port, kubelet="process", unauthenticated="anonymous"
+        )
         self._scope = await tg.start(self._serve, kube)
         create_namespace(kube, namespace)
         self.kube = kube
@@ -56,7 +63,7 @@ class Cluster:
         """Stop serving: from now on the apiserver is unreachable."""
         assert self._scope is not None
         self._scope.cancel()
-        self.kube = None
+        self._stopped, self.kube = self.kube, None
 
     def write_kubeconfig(self, path: Path) -> Path:
         assert self.kube is not None

@@ -14,6 +14,8 @@ from typing import Any
 
 import pytest
 
+from zwmd.daemon.doctor import PERMISSIONS
+
 ROOT = Path(__file__).resolve().parents[2]
 KUBE = ROOT / "contrib" / "kubernetes"
 HELM_VALUES = KUBE / "helm-values-snippet.yaml"
@@ -154,27 +156,26 @@ def test_rbac_matches_the_deployment_and_the_namespace() -> None:
     assert find("Deployment")["metadata"]["namespace"] == zwmd_sa["metadata"]["namespace"]
 
 
-def test_role_grants_exactly_what_zwmd_uses() -> None:
+def test_role_grants_what_doctor_checks() -> None:
+    """The Role is doctor's table (which tests/images/test_permissions_used.py holds to
+    what zwmd calls), and nothing is cluster-wide."""
     granted = {
         (group, resource): sorted(rule["verbs"])
         for rule in find("Role")["rules"]
         for group in rule["apiGroups"]
         for resource in rule["resources"]
     }
-    assert granted == {
-        ("batch", "jobs"): sorted(["create", "get", "list", "watch", "patch", "update", "delete"]),
-        ("batch", "jobs/status"): ["get"],
-        ("", "pods"): sorted(["get", "list", "watch", "delete"]),
-        ("", "pods/log"): ["get"],
-        ("", "secrets"): sorted(["create", "get", "update", "delete"]),
-        ("", "configmaps"): sorted(["create", "get", "update", "delete"]),
-        ("", "events"): sorted(["get", "list", "watch"]),
-        ("", "serviceaccounts"): ["get"],
-        ("coordination.k8s.io", "leases"): sorted(
-            ["create", "get", "update", "patch", "list", "watch"]
-        ),
-    }
+    assert granted == {(group, resource): sorted(verbs) for group, resource, verbs in PERMISSIONS}
     assert not any(kind in ("ClusterRole", "ClusterRoleBinding") for kind in all_kinds())
+
+
+def test_docs_table_lists_what_the_role_grants() -> None:
+    text = (ROOT / "docs" / "kubernetes.md").read_text()
+    rows = re.findall(r"^\| `([a-z/]+)`(?: \(([a-z.]+)\))? \| ([a-z, ]+) \|", text, re.M)
+    documented = {(group, resource): sorted(verbs.split(", ")) for resource, group, verbs in rows}
+    assert documented == {
+        (group, resource): sorted(verbs) for group, resource, verbs in PERMISSIONS
+    }
 
 
 def all_kinds() -> list[str]:

@@ -11,7 +11,7 @@ import importlib
 import os
 import sys
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +41,7 @@ def environment(
     rules: Rules | None = None,
     *,
     admin: bool = False,
-    **extra: str,
+    extra: Mapping[str, str] | None = None,
 ) -> dict[str, str]:
     """Doctor's variables: it acts as ``zwmd`` under ``rules`` (the shipped Role's by
     default), or with ``admin`` as a cluster administrator running it by hand."""
@@ -56,7 +56,7 @@ def environment(
             f"{K}SERVICE_ACCOUNT": "zenml-runner",
             "ZWMD_STATE_DIR": str(tmp_path / "state"),
             "KUBECONFIG": str(kubeconfig),
-            **extra,
+            **(extra or {}),
         }
     )
     return env
@@ -108,7 +108,7 @@ async def test_a_good_set_up_passes_every_check(kube: LocalKube, tmp_path: Path)
         "skip",
         f"{namespace}: not checked (zwmd may not read Namespaces, nor needs to)",
     )
-    assert rows["permissions"][1].startswith("31 verbs allowed")
+    assert rows["permissions"][1].startswith("16 verbs allowed")
     assert "fix" not in output
 
 
@@ -148,9 +148,12 @@ async def test_unreachable_registry_and_unwritable_log_store(
         kube,
         tmp_path,
         namespace,
-        ZWMD_STATE_DIR=str(not_a_directory / "state"),
-        ZWMD_INSECURE_REGISTRIES=registry,
-        **{f"{K}DOCKER_REGISTRY": registry, f"{K}BUILD_RUNNER_IMAGE": "true"},
+        extra={
+            "ZWMD_STATE_DIR": str(not_a_directory / "state"),
+            "ZWMD_INSECURE_REGISTRIES": registry,
+            f"{K}DOCKER_REGISTRY": registry,
+            f"{K}BUILD_RUNNER_IMAGE": "true",
+        },
     )
     code, rows, output = await doctor(env)
     assert code == 1, output

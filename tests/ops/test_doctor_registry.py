@@ -50,7 +50,7 @@ def registry_env(
     if config is not None:
         extra["ZWMD_REGISTRY_CONFIG"] = str(config)
     namespace = namespace_with(kube, service_account=True)
-    return environment(kube, tmp_path, namespace, **extra)
+    return environment(kube, tmp_path, namespace, extra=extra)
 
 
 async def test_right_credentials_pass(kube: LocalKube, tmp_path: Path, registry: Registry) -> None:

@@ -81,7 +81,7 @@ async def test_readyz_follows_the_apiserver_and_healthz_does_not(tmp_path: Path)
             assert (await probe(daemon, "/readyz"))["detail"].endswith("unreachable")
             assert await status(daemon, "/healthz") == 200  # reconnecting is not stuck
 
-            await cluster.start(tg, namespace)  # the apiserver is back (empty)
+            await cluster.start(tg, namespace)  # the apiserver is back
             await until(lambda: _is(daemon, "/readyz", 200))
             assert await status(daemon, "/healthz") == 200
             workload = await daemon.run("exit 0")

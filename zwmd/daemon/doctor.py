@@ -49,17 +49,16 @@ EXIT_CONFIG = 2
 DOCTOR_ID = "00000000-0000-4000-8000-00000000d0c7"
 REVIEWS = "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews"
 
-#: (API group, resource, verbs): what zwmd calls in its namespace.
+#: (API group, resource, verbs): what zwmd calls in its namespace, and nothing more
+#: (tests/images/test_permissions_used.py holds zwmd's requests to it).
 PERMISSIONS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
-    ("batch", "jobs", ("create", "get", "list", "watch", "patch", "update", "delete")),
-    ("batch", "jobs/status", ("get",)),
-    ("", "pods", ("get", "list", "watch", "delete")),
+    ("batch", "jobs", ("create", "get", "list", "watch", "patch", "delete")),
+    ("", "pods", ("list", "watch")),
     ("", "pods/log", ("get",)),
-    ("", "secrets", ("create", "get", "update", "delete")),
-    ("", "configmaps", ("create", "get", "update", "delete")),
-    ("", "events", ("get", "list", "watch")),
+    ("", "secrets", ("create", "get", "update")),
+    ("", "configmaps", ("create", "update")),
+    ("", "events", ("list",)),
     ("", "serviceaccounts", ("get",)),
-    ("coordination.k8s.io", "leases", ("create", "get", "update", "patch", "list", "watch")),
 )
 
 

@@ -110,7 +110,6 @@ def owner_reference(job: Obj) -> Obj:
         "name": meta["name"],
         "uid": meta["uid"],
         "controller": True,
-        "blockOwnerDeletion": True,
     }
 
 

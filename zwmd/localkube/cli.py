@@ -48,6 +48,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="seconds before the garbage collector deletes a deleted owner's dependents",
     )
     parser.add_argument(
+        "--unauthenticated",
+        choices=["admin", "anonymous"],
+        default="admin",
+        help="who a request without credentials acts as (kubectl sends none over plain "
+        "HTTP): the administrator, or system:anonymous as on a cluster's secure port",
+    )
+    parser.add_argument(
         "--bookmark-interval", type=float, default=5.0, help="seconds between watch bookmarks"
     )
 
@@ -59,6 +66,7 @@ async def _serve(args: argparse.Namespace) -> None:
         kubelet=None if args.kubelet == "none" else args.kubelet,
         job_controller=not args.no_job_controller,
         bookmark_interval=args.bookmark_interval,
+        unauthenticated=args.unauthenticated,
         gc_delay=args.gc_delay,
     )
     async with anyio.create_task_group() as group:
