@@ -47,6 +47,7 @@ from zwmd.logs.store import InvalidKey, StoreUnavailable
 log = logging.getLogger(__name__)
 
 STORE_RETRY_AFTER_SECONDS = 2  # a log store that could not answer: ask again after
+UNAVAILABLE_RETRY_AFTER_SECONDS = 5  # zwmd cannot follow workloads (a refused watch)
 
 INT64_MAX = 2**63 - 1  # Kubernetes' integers (activeDeadlineSeconds) are int64
 
@@ -139,6 +140,11 @@ class NotFound(Exception):
 class Misconfigured(Exception):
     """Something only an operator can mend (the message names it) keeps zwmd from serving
     the request: 500 with that message (sending it again would not help)."""
+
+
+class Unavailable(Exception):
+    """zwmd cannot take the request now, for a reason that may pass (the message names
+    it): 503 with ``Retry-After``; nothing was done."""
 
 
 class Conflict(Exception):
@@ -305,6 +311,12 @@ def create_app(ops: Operations, *, token: str | None, limits: ApiLimits | None =
         log.error("%s", exc)
         return JSONResponse(status_code=500, content={"detail": str(exc)})
 
+    @app.exception_handler(Unavailable)
+    async def unavailable(request: Request, exc: Unavailable) -> JSONResponse:
+        log.warning("%s %s: %s", request.method, request.url.path, exc)
+        headers = {"Retry-After": str(UNAVAILABLE_RETRY_AFTER_SECONDS)}
+        return JSONResponse(status_code=503, content={"detail": str(exc)}, headers=headers)
+
     @app.exception_handler(KubeError)
     async def kube_failed(_: Request, exc: KubeError) -> JSONResponse:
         return _kube_error_response(exc)
@@ -409,11 +421,10 @@ def _kube_error_response(exc: KubeError) -> JSONResponse:
 
     Throttling (429), server trouble (5xx) and an unreachable apiserver are passing: 503
     with ``Retry-After``, and the same request may be sent again (it is idempotent by
-    workload id). Anything else Kubernetes refused is 502, with its words.
+    workload id). Anything else Kubernetes refused is 502, with its words (and, for a
+    403, the verb zwmd's Role must grant).
     """
-    detail = f"the Kubernetes API answered {exc.code} {exc.reason}: {exc.message}"
-    if exc.code == 0:
-        detail = f"the Kubernetes API is unreachable: {exc.message}"
+    detail = exc.explained()
     if exc.code in (0, 429) or exc.code >= 500:
         retry = max(1, round(exc.retry_after or 1))
         return JSONResponse(

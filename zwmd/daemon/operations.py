@@ -40,6 +40,7 @@ from zwmd.api import (
     NotFound,
     Refused,
     RunRequest,
+    Unavailable,
 )
 from zwmd.daemon.unknownids import UnknownIds
 from zwmd.engine.attempts import message_attempt, next_attempt
@@ -103,6 +104,9 @@ class DaemonOperations:
         """Both watches have listed, the last request of each reached the apiserver, and
         no request or watch that timed out (a silent partition) is still unrecovered."""
         watchers = self.informer.watchers
+        for watcher in watchers:
+            if watcher.refused:
+                return False, f"the {watcher.resource} watch: {watcher.refused}"
         if not self.informer.synced or not all(w.listed for w in watchers):
             return False, "the watches have not listed yet"
         for watcher in watchers:
@@ -112,6 +116,15 @@ class DaemonOperations:
         if problem is not None:
             return False, problem
         return True, "ready"
+
+    def _check_following(self) -> None:
+        """A Job created while a watch is refused would never be followed: refuse it."""
+        for watcher in self.informer.watchers:
+            if watcher.refused:
+                raise Unavailable(
+                    f"zwmd cannot follow workloads, so nothing was done: the "
+                    f"{watcher.resource} watch: {watcher.refused}"
+                )
 
     def healthy(self) -> tuple[bool, str]:
         """False when the event loop lags or a watch loop is stuck (not when it reconnects)."""
@@ -159,6 +172,7 @@ class DaemonOperations:
         self, workload_id: str, request: RunRequest, request_key: str = ""
     ) -> tuple[dict[str, Any], bool]:
         """Run a workload, or return the one this request (``request_key``) already made."""
+        self._check_following()
         known = self._known(workload_id)
         retried = request_key and known is not None and known.request_key == request_key
         if retried and known is not None and known.is_terminal:
@@ -195,6 +209,7 @@ class DaemonOperations:
         return workload.to_api(), created
 
     async def build(self, workload_id: str, request: BuildRequest) -> dict[str, Any]:
+        self._check_following()
         check_data("dockerfile", [request.dockerfile], self.runners.limits)  # its ConfigMap
         try:
             built = await self.images.request(

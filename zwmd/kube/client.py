@@ -35,6 +35,7 @@ from kubernetes_asyncio import client as k8s
 from kubernetes_asyncio import config as k8s_config
 
 from zwmd.kube.connectivity import Connectivity
+from zwmd.kube.instrumentation import classify
 
 Obj = dict[str, Any]
 
@@ -56,12 +57,45 @@ JSON_PATCH = "application/json-patch+json"
 class KubeError(Exception):
     """A Kubernetes API call that did not succeed."""
 
-    def __init__(self, code: int, reason: str, message: str, retry_after: float | None = None):
+    def __init__(
+        self,
+        code: int,
+        reason: str,
+        message: str,
+        retry_after: float | None = None,
+        *,
+        request: str = "",
+    ):
         super().__init__(f"{code} {reason}: {message}")
         self.code = code
         self.reason = reason
         self.message = message
         self.retry_after = retry_after
+        self.request = request  # what was asked, as RBAC says it: "create jobs"
+
+    @property
+    def refused(self) -> bool:
+        """The apiserver would not let zwmd do it (401, 403): no retry helps."""
+        return self.code in (401, 403)
+
+    def explained(self) -> str:
+        """The error in words an operator acts on: for a refusal, what to grant or fix."""
+        asked = f"zwmd's {self.request}" if self.request else "a request of zwmd"
+        if self.code == 403:
+            return (
+                f"Kubernetes refused {asked} (403 Forbidden): {self.message}. Grant "
+                f"{self.request or 'it'} to zwmd's service account in its Role "
+                "(contrib/kubernetes/rbac.yaml; `zwmd doctor` checks every verb)"
+            )
+        if self.code == 401:
+            return (
+                f"Kubernetes did not accept zwmd's credentials for {asked} (401 "
+                f"Unauthorized): {self.message}. Check the service account token or the "
+                "kubeconfig zwmd uses"
+            )
+        if self.code == 0:
+            return f"the Kubernetes API is unreachable: {self.message}"
+        return f"the Kubernetes API answered {self.code} {self.reason}: {self.message}"
 
 
 class StreamStalled(TimeoutError):
@@ -95,7 +129,7 @@ def _retry_after(headers: Mapping[str, str]) -> float | None:
         return None
 
 
-async def _raise_for_status(response: aiohttp.ClientResponse) -> None:
+async def _raise_for_status(response: aiohttp.ClientResponse, request: str) -> None:
     if 200 <= response.status < 300:
         return
     body = await response.read()
@@ -106,7 +140,9 @@ async def _raise_for_status(response: aiohttp.ClientResponse) -> None:
         message = status.get("message", message)
     except orjson.JSONDecodeError:
         pass
-    raise KubeError(response.status, reason, message, _retry_after(response.headers))
+    raise KubeError(
+        response.status, reason, message, _retry_after(response.headers), request=request
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -232,7 +268,9 @@ class KubeClient:
         except (aiohttp.ClientError, OSError) as exc:
             raise KubeError(0, "Unreachable", f"{method} {path}: {exc!r}") from exc
         self.connectivity.answered(stream)
-        await _raise_for_status(response)
+        await _raise_for_status(
+            response, " ".join(classify(method, path, query.items() if query else None))
+        )
         return response
 
     async def _stream(

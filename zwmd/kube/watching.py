@@ -24,7 +24,10 @@ Design notes (the watch loop is split from processing, as in kopf):
   lists, streams, reconnects or backs off as designed, and growing only when it is stuck
   (a handler that never returns, a request that never ends). Reconnecting is not stuck.
 - ``reachable`` is False from a failed request (no connection, or 5xx) until the next
-  request that succeeds: the readiness probe's "the apiserver is unreachable".
+  request that succeeds: the readiness probe's "the apiserver is unreachable". A
+  refusal (401, 403: RBAC, a revoked token) is kept in ``refused``, in words that name
+  the verb to grant, for the probe to say; the loop backs off and tries again, since a
+  Role can be fixed while the daemon runs.
 """
 
 from __future__ import annotations
@@ -103,6 +106,7 @@ class Watcher:
     resource_version: str = ""
     listed: bool = False  # at least one list has succeeded
     reachable: bool = False  # the last request to the apiserver succeeded
+    refused: str = ""  # why the apiserver refused the last request (401, 403), explained
     last_progress: float = field(default_factory=time.monotonic)
     _backoff: Backoff = field(init=False)
     _due: float = math.inf  # when the loop must show life again (inf: not running)
@@ -146,6 +150,7 @@ class Watcher:
                     must_list = True
                     continue
                 self.reachable = exc.code != 0 and exc.code < 500
+                self.refused = exc.explained() if exc.refused else ""
                 self.observer.watch_restart(self.resource, "error")
                 await self._back_off(exc.retry_after)
 
@@ -161,7 +166,7 @@ class Watcher:
     async def _list(self) -> None:
         self._progress()
         items, version = await self.kube.list(self.resource, label_selector=self.label_selector)
-        self.reachable = True
+        self.reachable, self.refused = True, ""
         self._backoff.reset()
         self._progress()
         self.observer.watch_relist(self.resource)
@@ -179,7 +184,7 @@ class Watcher:
             timeout_seconds=self.timing.server_timeout,
             inactivity_timeout=self.timing.inactivity_timeout,
         )
-        self.reachable = True
+        self.reachable, self.refused = True, ""
         self._backoff.reset()
         async with stream:
             lines = stream.lines().__aiter__()
