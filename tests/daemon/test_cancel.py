@@ -83,3 +83,49 @@ async def test_timeout_stops_the_process_as_deadline_exceeded(
     finished = await daemon.wait(str(workload["id"]))
     assert (finished["state"], finished["reason"]) == ("failed", "DeadlineExceeded")
     await until(lambda: not alive(pid))
+
+
+CLEANS_UP = """
+import signal, sys, time
+def stop(*_):
+    print("got SIGTERM, cleaning up", flush=True)
+    time.sleep(0.5)
+    print("cleaned up", flush=True)
+    sys.exit(0)
+signal.signal(signal.SIGTERM, stop)
+print("working", flush=True)
+while True:
+    time.sleep(0.05)
+"""
+
+
+async def test_what_a_cancelled_run_prints_after_sigterm_is_in_its_log(daemon: Daemon) -> None:
+    """A cancelled run's pod is Terminating for its grace period, as on a real cluster:
+    it gets SIGTERM, and the lines it prints meanwhile are kept."""
+    workload = await daemon.submit(command=[sys.executable, "-u", "-c", CLEANS_UP])
+    wid = str(workload["id"])
+    await daemon.until_state(wid, "running")
+    await until(lambda: daemon_logs_have(daemon, wid, "working"))
+    assert (await daemon.http.delete(f"/v1/workloads/{wid}")).status_code == 204
+    assert (await daemon.wait(wid))["state"] == "cancelled"
+    lines = await daemon.logs(wid)
+    assert any(line.endswith("got SIGTERM, cleaning up") for line in lines), lines
+    assert any(line.endswith("cleaned up") for line in lines), lines
+    assert (await daemon.get(wid))["state"] == "cancelled"  # the pod's exit 0 changes nothing
+
+
+async def test_a_timed_out_run_fails_once_its_pod_has_stopped(daemon: Daemon) -> None:
+    """From 1.31 the Job says FailureTarget at the deadline and Failed once its pods are
+    gone; the workload fails as DeadlineExceeded, with what the pod printed on SIGTERM."""
+    workload = await daemon.submit(
+        command=[sys.executable, "-u", "-c", CLEANS_UP], timeout_seconds=2
+    )
+    wid = str(workload["id"])
+    finished = await daemon.wait(wid)
+    assert (finished["state"], finished["reason"]) == ("failed", "DeadlineExceeded")
+    lines = await daemon.logs(wid)
+    assert any(line.endswith("cleaned up") for line in lines), lines
+
+
+async def daemon_logs_have(daemon: Daemon, wid: str, text: str) -> bool:
+    return any(line.endswith(text) for line in await daemon.logs(wid))

@@ -15,8 +15,14 @@ Design notes:
   goes at once): a bare :class:`Store` with no collector then never keeps a deleted
   object for ever, and nobody can tell the difference.
 * Any object with finalizers is only marked (``deletionTimestamp``); it goes when an
-  update empties its finalizers. Pods go at once: this stands for the kubelet's
-  confirmation of a graceful deletion, which localkube's kubelets need not send.
+  update empties its finalizers.
+* Pods are deleted gracefully, as the apiserver's pod strategy does: the grace period
+  is the DeleteOptions' ``gracePeriodSeconds``, else the pod's
+  ``terminationGracePeriodSeconds`` (30 by default), and 0 for a pod never scheduled
+  or already Succeeded/Failed. With a grace period the pod is only marked
+  (``deletionTimestamp`` = now + grace, ``deletionGracePeriodSeconds``) and stays,
+  Terminating, until its kubelet has stopped its containers and deletes it with grace
+  0; a second DELETE may shorten the grace, never lengthen it. Grace 0 removes it at once.
 * ``uid`` and ``resourceVersion`` preconditions (DeleteOptions' ``preconditions``) are
   checked first: the collector deletes with both, so it never removes an object that
   was replaced, or changed, since it looked.
@@ -42,9 +48,20 @@ ORPHAN = "orphan"
 _Key = tuple[str, str]
 
 
-def now() -> str:
-    """The current time as the apiserver writes timestamps."""
-    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+def now(seconds_later: float = 0) -> str:
+    """The current time (plus ``seconds_later``) as the apiserver writes timestamps."""
+    when = datetime.datetime.now(datetime.UTC) + datetime.timedelta(seconds=seconds_later)
+    return when.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _pod_grace(pod: JsonDict, requested: int | None) -> int:
+    """The grace period of a pod's deletion (the apiserver's CheckGracefulDelete)."""
+    spec, status = pod.get("spec") or {}, pod.get("status") or {}
+    if not spec.get("nodeName") or status.get("phase") in ("Succeeded", "Failed"):
+        return 0  # nothing runs it (yet, or any more): nobody to wait for
+    if requested is not None:
+        return max(int(requested), 0)
+    return int(spec.get("terminationGracePeriodSeconds", 30))
 
 
 def copy_object(obj: JsonDict) -> JsonDict:
@@ -96,6 +113,11 @@ class Deletion(abc.ABC):
         if resource_version and resource_version != current["metadata"]["resourceVersion"]:
             raise errors.conflict(resource, name)
         key = self._key(resource, namespace, name)
+        if resource == "pods":
+            grace = _pod_grace(current, grace_period_seconds)
+            if grace > 0:
+                return self._mark_terminating(key, current, grace)
+            grace_period_seconds = 0
         if resource == "namespaces":
             self._delete_namespace_contents(name)
         finalizers = list(current["metadata"].get("finalizers") or [])
@@ -114,9 +136,31 @@ class Deletion(abc.ABC):
         if not marked["metadata"].get("deletionTimestamp"):
             marked["metadata"]["deletionTimestamp"] = now()
             marked["metadata"]["deletionGracePeriodSeconds"] = grace_period_seconds or 0
+        if resource == "pods":  # confirmed by its kubelet: only finalizers hold it now
+            marked["metadata"]["deletionGracePeriodSeconds"] = 0
         if marked == current:
             return copy_object(current)
         return self._commit("MODIFIED", resource, key, marked, current)
+
+    def _mark_terminating(self, key: _Key, current: JsonDict, grace: int) -> JsonDict:
+        meta = current["metadata"]
+        if (
+            meta.get("deletionTimestamp")
+            and int(meta.get("deletionGracePeriodSeconds") or 0) <= grace
+        ):
+            return copy_object(current)  # already terminating, as soon or sooner
+        marked = copy_object(current)
+        marked["metadata"]["deletionTimestamp"] = now(grace)
+        marked["metadata"]["deletionGracePeriodSeconds"] = grace
+        return self._commit("MODIFIED", "pods", key, marked, current)
+
+    @staticmethod
+    def _removable(resource: str, obj: JsonDict) -> bool:
+        """Whether an object marked for deletion may go now (after an update)."""
+        meta = obj["metadata"]
+        if not meta.get("deletionTimestamp") or meta.get("finalizers"):
+            return False
+        return resource != "pods" or not meta.get("deletionGracePeriodSeconds")
 
     def _remove(self, resource: str, key: _Key) -> JsonDict:
         current, _ = self._objects[resource][key]

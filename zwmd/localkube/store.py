@@ -9,7 +9,8 @@ Design notes:
   so nobody outside can alter the store; the server and watches use the bytes directly.
 * Metadata is the apiserver's: ``uid``, ``resourceVersion`` (one global counter, as a
   string), ``creationTimestamp``, ``generation`` (bumped on spec changes for Jobs and
-  Pods), ``generateName``, ``deletionTimestamp`` while finalizers remain. A namespaced
+  Pods), ``generateName``, ``deletionTimestamp`` while finalizers remain (and, for a
+  pod, while its kubelet stops it). A namespaced
   create needs its namespace to exist; ``default`` exists from the start and every new
   namespace gets a ``default`` ServiceAccount, as the controller-manager would create.
 * Deletion and garbage collection live in :mod:`zwmd.localkube.deleting` (a base class).
@@ -370,9 +371,7 @@ class Store(Deletion):
         if updated == current:
             return copy_object(current)  # a no-op update does not bump the resourceVersion
         result = self._commit("MODIFIED", resource, key, updated, current)
-        if updated["metadata"].get("deletionTimestamp") and not updated["metadata"].get(
-            "finalizers"
-        ):
+        if self._removable(resource, updated):
             self._remove(resource, key)
         return result
 

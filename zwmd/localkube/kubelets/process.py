@@ -12,11 +12,15 @@ Design notes:
   listener feeds an unbounded memory stream; the loop starts a task for each new pod
   and tells a pod's task when its pod was deleted.
 * Each process starts a new session, so the pod's whole process tree is one process
-  group: deletion sends SIGTERM to the group, then SIGKILL after the grace period
-  (``deletionGracePeriodSeconds`` if the deleted object carries it, else
-  ``spec.terminationGracePeriodSeconds``, default 30). The store removes a deleted pod
-  at once, so the kill runs after the pod is gone and writes no status. When the
-  kubelet itself stops, every process gets SIGTERM and, after ``shutdown_grace``
+  group. A graceful deletion (the pod Terminating: ``deletionTimestamp``, with
+  ``deletionGracePeriodSeconds``) sends SIGTERM to the group, then SIGKILL after the
+  grace period; what the process prints meanwhile goes to its log, which stays
+  readable. Once it has exited, its terminated state is written (no restart) and the
+  kubelet deletes the pod with grace 0, as a kubelet confirms a graceful deletion. A
+  Terminating pod whose container is not running (waiting, or between restarts) is
+  confirmed at once. A pod removed outright (grace 0, its namespace deleted) has its
+  process stopped the same way, but nothing more is written. When the kubelet itself
+  stops, every process gets SIGTERM and, after ``shutdown_grace``
   seconds, SIGKILL; leftovers of a group are killed when its leader exits, as a
   container runtime does with the container's cgroup.
 * A command that cannot be started terminates the container at once: exit code 127
@@ -69,7 +73,8 @@ class _PodRun:
     def __init__(self, uid: str) -> None:
         self.uid = uid
         self.process: Process | None = None
-        self.deleted = False
+        self.deleted = False  # the pod is gone from the store
+        self.terminating = False  # the pod is Terminating: stop it, then confirm
         self.status: JsonDict = {}
         self.scope = anyio.CancelScope()
 
@@ -133,11 +138,16 @@ class ProcessKubelet:
             async with anyio.create_task_group() as tg:
                 pods, _ = self._store.list("pods", None)
                 for pod in pods:
-                    self._consider(tg, pod)
+                    if pod["metadata"].get("deletionTimestamp"):
+                        self._terminating(tg, pod)
+                    else:
+                        self._consider(tg, pod)
                 async with receive:
                     async for event_type, pod in receive:
                         if event_type == "DELETED":
                             self._deleted(tg, pod)
+                        elif pod["metadata"].get("deletionTimestamp"):
+                            self._terminating(tg, pod)
                         else:
                             self._consider(tg, pod)
         finally:
@@ -174,6 +184,31 @@ class ProcessKubelet:
         else:
             tg.start_soon(run.terminate, float(grace))
 
+    def _terminating(self, tg: TaskGroup, pod: JsonDict) -> None:
+        meta = pod.get("metadata", {})
+        key = (str(meta.get("namespace")), str(meta.get("name")))
+        run = self._runs.get(key)
+        if run is None or run.uid != str(meta.get("uid")):
+            if (pod.get("spec") or {}).get("nodeName") == self._node:
+                self._confirm(key, str(meta.get("uid")))  # nothing of it runs here
+            return
+        if run.terminating:
+            return
+        run.terminating = True
+        process = run.process
+        if process is None or process.returncode is not None:
+            run.scope.cancel()  # not running: waiting, or between restarts
+        else:
+            tg.start_soon(run.terminate, float(meta.get("deletionGracePeriodSeconds") or 0))
+
+    def _confirm(self, key: Key, uid: str) -> None:
+        """The kubelet's final delete of a Terminating pod (grace 0)."""
+        try:
+            self._store.delete("pods", key[0], key[1], grace_period_seconds=0, uid=uid)
+        except ApiError as error:
+            if error.code not in (404, 409):
+                raise
+
     # --- one pod ----------------------------------------------------------------------
 
     def _write(self, key: Key, run: _PodRun, status: JsonDict) -> bool:
@@ -202,6 +237,8 @@ class ProcessKubelet:
                     await run.terminate(self._shutdown_grace)
             if self._runs.get(key) is run:
                 del self._runs[key]
+            if run.terminating and not run.deleted:
+                self._confirm(key, run.uid)
 
     async def _lifecycle(self, key: Key, run: _PodRun, pod: JsonDict) -> None:
         try:
@@ -244,6 +281,9 @@ class ProcessKubelet:
             if run.deleted:
                 return
             code = int(state["terminated"]["exitCode"])
+            if run.terminating:
+                self._write(key, run, podstatus.terminated(run.status, name, state))
+                return
             if restart_policy == "Always" or (restart_policy == "OnFailure" and code != 0):
                 delay = min(self._restart_backoff * 2**restarts, 300.0)
                 restarts += 1

@@ -14,6 +14,8 @@ eviction API) would write for that situation, through :mod:`.podstatus`:
                           Failed, reason ``Evicted``
 ``unschedulable``         ``PodScheduled=False``, reason ``Unschedulable``
 ``log``                   lines appended to the pod's log
+``finish_termination``    a Terminating pod's container stops (exit 143 unless told),
+                          then the pod is deleted with grace 0
 ``failed_create_event``   a ``FailedCreate`` Warning Event on a Job
 ========================  =========================================================
 
@@ -25,15 +27,22 @@ Design notes:
   unless ``container`` is given. A pod that is gone raises the store's 404.
 * The transitions are plain methods, so :meth:`run` only has to watch for new pods (to
   wake :meth:`wait_for_pod`); it works without ``run`` as well, by polling the store.
+* A graceful deletion leaves a scheduled pod Terminating (see
+  :mod:`zwmd.localkube.deleting`). :meth:`run` finishes each one at once, as a container
+  that obeys SIGTERM (exit 143); with ``hold_terminations`` set, pods stay Terminating
+  (their logs readable, ``log`` still appends) until the test calls
+  :meth:`finish_termination`, or their grace period is over.
 """
 
 from __future__ import annotations
 
+import math
 import time
 from typing import TYPE_CHECKING, Any
 
 import anyio
 
+from zwmd.localkube.errors import ApiError
 from zwmd.localkube.jobrules import event_for
 from zwmd.localkube.kubelets import podstatus
 
@@ -58,19 +67,71 @@ class ScriptedKubelet:
         self._claimed: set[str] = set()  # pod uids handed out by wait_for_pod
         self._new_pod: anyio.Event | None = None
         self._started: dict[tuple[str, str, str], str] = {}
+        #: leave Terminating pods so until the test finishes them (else at once)
+        self.hold_terminations = False
 
     async def run(self) -> None:
-        """Wake :meth:`wait_for_pod` on every new pod, until cancelled."""
+        """Wake :meth:`wait_for_pod` on every new pod, and finish Terminating pods."""
+        send, receive = anyio.create_memory_object_stream[tuple[str, str, str]](math.inf)
 
         def listener(event_type: str, resource: str, obj: JsonDict, old: JsonDict | None) -> None:
-            if resource == "pods" and self._new_pod is not None:
+            if resource != "pods":
+                return
+            if self._new_pod is not None:
                 self._new_pod.set()
+            meta = obj["metadata"]
+            was_marked = (old or {}).get("metadata", {}).get("deletionTimestamp")
+            if event_type != "DELETED" and meta.get("deletionTimestamp") and not was_marked:
+                send.send_nowait((meta["namespace"], meta["name"], meta["uid"]))
 
         self._store.add_listener(listener)
         try:
-            await anyio.sleep_forever()
+            async with anyio.create_task_group() as tg, receive:
+                async for namespace, pod, uid in receive:
+                    tg.start_soon(self._terminate_later, namespace, pod, uid)
         finally:
+            send.close()
             self._store.remove_listener(listener)
+
+    async def _terminate_later(self, namespace: str, pod: str, uid: str) -> None:
+        """Finish a Terminating pod: at once, or when its grace is over if held."""
+        exit_code = 143  # it obeyed SIGTERM
+        if self.hold_terminations:
+            try:
+                obj = self._pod(namespace, pod)
+            except ApiError:
+                return
+            await anyio.sleep(float(obj["metadata"].get("deletionGracePeriodSeconds") or 0))
+            exit_code = 137  # SIGKILL once the grace period is over
+        try:
+            obj = self._pod(namespace, pod)
+        except ApiError:
+            return
+        if obj["metadata"]["uid"] == uid:
+            self.finish_termination(namespace, pod, exit_code=exit_code)
+
+    def finish_termination(
+        self, namespace: str, pod: str, exit_code: int = 143, reason: str = "Error"
+    ) -> None:
+        """The Terminating pod's containers stopped (on SIGTERM: 143); the pod goes."""
+        obj = self._pod(namespace, pod)
+        status = obj.get("status") or {}
+        for entry in status.get("containerStatuses") or ():
+            if "running" in (entry.get("state") or {}):
+                name = str(entry["name"])
+                started = self._started.get((namespace, pod, name)) or podstatus.now()
+                state = podstatus.terminated_state(exit_code, reason, started_at=started)
+                self._logs.close(namespace, pod, name)
+                status = self._write(namespace, pod, podstatus.terminated(status, name, state))[
+                    "status"
+                ]
+        try:
+            self._store.delete(
+                "pods", namespace, pod, grace_period_seconds=0, uid=obj["metadata"]["uid"]
+            )
+        except ApiError as error:
+            if error.code not in (404, 409):
+                raise
 
     # --- finding pods ---------------------------------------------------------------
 
