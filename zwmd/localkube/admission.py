@@ -5,13 +5,17 @@ Design notes:
 * The served resources are :data:`zwmd.localkube.resources.RESOURCES` (re-exported).
 * :func:`default` fills in what a real server's defaulting sets and controllers rely on:
   a Job's ``backoffLimit``/``completions``/``parallelism``, its ``controller-uid``
-  selector and template labels; a Pod's ``restartPolicy``, ``serviceAccountName`` and
+  selector and template labels, and (``SetDefaults_Job``) ``podReplacementPolicy:
+  Failed`` with a pod failure policy, whose ``onPodConditions`` get ``status: "True"``; a
+  Pod's ``restartPolicy``, ``serviceAccountName`` and
   ``Pending`` phase; a Namespace's ``Active`` phase and ``kubernetes.io/metadata.name``.
 * :func:`validate` rejects, with 422 Invalid and per-field causes, what a real server
   would: names that are not DNS-1123, a Job without a template or containers, a Job
   template whose ``restartPolicy`` is ``Always``, a Pod without containers, a Secret or
   ConfigMap whose data (decoded values) pass 1 MiB (``MaxSecretSize``) or whose keys are
-  not ``[-._a-zA-Z0-9]+`` of at most 253 characters (``IsConfigMapKey``).
+  not ``[-._a-zA-Z0-9]+`` of at most 253 characters (``IsConfigMapKey``); and the rules
+  of :mod:`zwmd.localkube.fieldrules` (labels, annotations, Secret data that is not
+  base64, a Job's counts, deadlines and pod failure policy).
   :func:`validate_update` refuses changes to immutable fields: a Job's selector and
   template (only labels, annotations and scheduling directives of a suspended Job may
   change), a Pod's spec (all but images, deadlines and tolerations), so a client that
@@ -23,6 +27,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from zwmd.localkube import fieldrules
 from zwmd.localkube.errors import invalid
 from zwmd.localkube.resources import RBAC_GROUP, RESOURCES, ResourceType
 
@@ -140,8 +145,9 @@ def validate(resource: str, obj: JsonDict) -> None:
     """Raise 422 Invalid for an object a real apiserver would reject."""
     kind = RESOURCES[resource].kind
     name = obj["metadata"].get("name", "")
-    causes = _name_causes(resource, name)
+    causes = _name_causes(resource, name) + fieldrules.meta_causes(obj.get("metadata"))
     if resource == "jobs":
+        causes += fieldrules.job_causes(obj)
         template = (obj.get("spec") or {}).get("template")
         if not isinstance(template, dict):
             causes.append(("spec.template", "FieldValueRequired", "Required value"))
@@ -161,7 +167,11 @@ def validate(resource: str, obj: JsonDict) -> None:
                 )
     elif resource == "pods":
         causes += _pod_spec_causes(obj.get("spec"), "spec")
+        causes += fieldrules.pod_deadline_causes(obj.get("spec"), "spec")
     elif resource in ("secrets", "configmaps"):
+        decoding = fieldrules.data_decoding_error(resource, obj)
+        if decoding is not None:
+            raise decoding
         causes += _data_causes(resource, obj)
     elif resource in ("roles", "clusterroles"):
         causes += _rule_causes(obj.get("rules"))
@@ -264,7 +274,11 @@ def default(resource: str, obj: JsonDict) -> None:
         spec.setdefault("backoffLimit", 6)
         spec.setdefault("completionMode", "NonIndexed")
         spec.setdefault("suspend", False)
-        spec.setdefault("podReplacementPolicy", "TerminatingOrFailed")
+        # SetDefaults_Job: a pod failure policy implies Failed replacement
+        policy = spec.get("podFailurePolicy")
+        spec.setdefault("podReplacementPolicy", "Failed" if policy else "TerminatingOrFailed")
+        if isinstance(policy, dict):
+            _default_pod_failure_policy(policy)
         controller_labels = {
             "batch.kubernetes.io/controller-uid": metadata["uid"],
             "batch.kubernetes.io/job-name": metadata["name"],
@@ -293,6 +307,15 @@ def default(resource: str, obj: JsonDict) -> None:
         obj["status"] = {"phase": "Active"}
     elif resource == "secrets":
         obj.setdefault("type", "Opaque")
+
+
+def _default_pod_failure_policy(policy: JsonDict) -> None:
+    """A rule's pod condition patterns match status "True" unless they say otherwise."""
+    for rule in policy.get("rules") or ():
+        patterns = rule.get("onPodConditions") if isinstance(rule, dict) else None
+        for pattern in patterns or ():
+            if isinstance(pattern, dict):
+                pattern.setdefault("status", "True")
 
 
 def _default_pod_spec(spec: JsonDict) -> None:
