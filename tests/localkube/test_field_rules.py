@@ -33,7 +33,7 @@ def fields_of(error: Any) -> list[str]:
 
 async def test_label_keys_and_values_are_qualified_names(private_kube: Kube) -> None:
     _, api = private_kube
-    core = client.CoreV1Api(api)
+    core: Any = client.CoreV1Api(api)  # dict bodies, as a client may send them
     good = {"zwmd.io/workload-id": "a1-b_c.d", "plain": "", "Upper.Case": "X"}
     await core.create_namespaced_config_map("default", {"metadata": {"name": "ok", "labels": good}})
     for labels in (
@@ -48,16 +48,16 @@ async def test_label_keys_and_values_are_qualified_names(private_kube: Kube) -> 
         assert error.status == 422, labels
         assert fields_of(error) == ["metadata.labels"], labels
     # a Job's pod template labels too
-    batch = client.BatchV1Api(api)
-    body = job_body("labelled")
-    body["spec"]["template"]["metadata"] = {"labels": {"k": "with space"}}
-    error = await api_error(batch.create_namespaced_job("default", body))
+    batch: Any = client.BatchV1Api(api)
+    labelled: Any = job_body("labelled")
+    labelled["spec"]["template"]["metadata"] = {"labels": {"k": "with space"}}
+    error = await api_error(batch.create_namespaced_job("default", labelled))
     assert fields_of(error) == ["spec.template.metadata.labels"]
 
 
 async def test_annotations_hold_at_most_256_kib_together(private_kube: Kube) -> None:
     _, api = private_kube
-    core = client.CoreV1Api(api)
+    core: Any = client.CoreV1Api(api)  # dict bodies, as a client may send them
     fits = {"a": "x" * (MAX_ANNOTATION_BYTES - 1 - 1), "b": ""}  # keys count too
     await core.create_namespaced_config_map(
         "default", {"metadata": {"name": "fits", "annotations": fits}}
@@ -79,7 +79,7 @@ async def test_annotations_hold_at_most_256_kib_together(private_kube: Kube) -> 
 
 async def test_secret_data_that_is_not_base64_is_a_bad_request(private_kube: Kube) -> None:
     _, api = private_kube
-    core = client.CoreV1Api(api)
+    core: Any = client.CoreV1Api(api)  # dict bodies, as a client may send them
     encoded = base64.b64encode(b"token").decode()
     await core.create_namespaced_secret(
         "default", {"metadata": {"name": "fine"}, "data": {"t": encoded}}
@@ -95,7 +95,7 @@ async def test_secret_data_that_is_not_base64_is_a_bad_request(private_kube: Kub
 
 async def test_a_pod_failure_policy_needs_restart_policy_never(private_kube: Kube) -> None:
     _, api = private_kube
-    batch = client.BatchV1Api(api)
+    batch: Any = client.BatchV1Api(api)
     policy = {"rules": [{"action": "FailJob", "onExitCodes": {"operator": "In", "values": [42]}}]}
     body = job_body("on-failure", podFailurePolicy=policy, pod={"restartPolicy": "OnFailure"})
     error = await api_error(batch.create_namespaced_job("default", body))
@@ -119,7 +119,7 @@ async def test_a_pod_failure_policy_is_defaulted_as_upstream_does(private_kube: 
     """SetDefaults_Job: status "True" in each onPodConditions pattern, and a replacement
     policy of Failed. A typed client (ZenML's) then reads the Job back without error."""
     _, api = private_kube
-    batch = client.BatchV1Api(api)
+    batch: Any = client.BatchV1Api(api)
     policy = {"rules": [{"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget"}]}]}
     await batch.create_namespaced_job("default", job_body("defaulted", podFailurePolicy=policy))
     read = await batch.read_namespaced_job("defaulted", "default")
@@ -133,7 +133,7 @@ async def test_a_pod_failure_policy_is_defaulted_as_upstream_does(private_kube: 
 
 async def test_counts_and_deadlines(private_kube: Kube) -> None:
     _, api = private_kube
-    batch = client.BatchV1Api(api)
+    batch: Any = client.BatchV1Api(api)
     # at the Job level 0 is a valid deadline (upstream's minimum is 0); negative is not
     await batch.create_namespaced_job("default", job_body("zero", activeDeadlineSeconds=0))
     error = await api_error(
