@@ -76,6 +76,15 @@ async def test_every_variable_shapes_the_runner_job(
         assert spec["podFailurePolicy"] == POD_FAILURE_POLICY
         assert spec["activeDeadlineSeconds"] == 900
         assert container["envFrom"] == [{"secretRef": {"name": f"{first['job_name']}-env"}}]
+        # Pod Security "restricted" by default
+        assert pod["securityContext"] == {
+            "runAsNonRoot": True,
+            "seccompProfile": {"type": "RuntimeDefault"},
+        }
+        assert container["securityContext"] == {
+            "allowPrivilegeEscalation": False,
+            "capabilities": {"drop": ["ALL"]},
+        }
         labels = job["metadata"]["labels"]
         assert labels["app.kubernetes.io/managed-by"] == "zwmd"
         assert labels["zwmd.io/workload-id"] == wid
@@ -101,6 +110,18 @@ async def test_every_variable_shapes_the_runner_job(
         # the slot it freed goes to the queued run
         await until(lambda: daemon.job(second["job_name"])["spec"]["suspend"] is False)
         assert (await daemon.get(second["id"]))["state"] == "starting"
+
+
+async def test_runner_pods_may_run_as_root_when_told(
+    kube: LocalKube, kubeconfig: Path, tmp_path: Path
+) -> None:
+    """ZWMD_RUNNER_POD_SECURITY=baseline: for images that must run as root."""
+    env = {"ZWMD_RUNNER_POD_SECURITY": "baseline"}
+    async with Daemon.running(kube, kubeconfig, tmp_path, env) as daemon:
+        workload = await daemon.submit()
+        pod = daemon.job(workload["job_name"])["spec"]["template"]["spec"]
+        assert "runAsNonRoot" not in pod["securityContext"]
+        assert pod["containers"][0]["securityContext"]["allowPrivilegeEscalation"] is False
 
 
 async def test_the_environment_is_only_in_the_secret_the_job_owns(

@@ -394,6 +394,16 @@ def test_missing_environment_secret_is_starting_then_create_failed() -> None:
     assert f'secret "{JOB_NAME}-env" not found' in later.message
 
 
+def test_an_image_that_runs_as_root_fails_at_once_and_names_the_setting() -> None:
+    """The kubelet refuses a root image in a runAsNonRoot pod; waiting would not help."""
+    said = 'container has runAsNonRoot and image will run as root (pod: "p", container: runner)'
+    the_pod = pod(containers=[waiting("runner", "CreateContainerConfigError", said)])
+    seen = look(job(active=1), [the_pod], now=at(1))
+    assert (seen.state, seen.reason) == (State.FAILED, Reason.CREATE_FAILED)
+    assert said in seen.message
+    assert "ZWMD_RUNNER_POD_SECURITY=baseline" in seen.message
+
+
 # -- pod state: scheduling --------------------------------------------------------------
 
 SCHEDULER = (

@@ -80,6 +80,10 @@ __all__ = ["Observation", "human_duration", "observe", "parse_time"]  # the last
 
 IMAGE_PULL_WAITING = frozenset({"ErrImagePull", "ImagePullBackOff"})
 CONTAINER_CREATE_WAITING = frozenset({"CreateContainerConfigError", "CreateContainerError"})
+ROOT_IMAGE_HINT = (
+    "Runner pods run as non-root (Pod Security restricted): give the image a non-root "
+    "USER, or set ZWMD_RUNNER_POD_SECURITY=baseline for images that must run as root"
+)
 SIGKILL_EXIT_CODE = 137
 
 
@@ -439,6 +443,10 @@ class _Observer:
             reason = Reason.IMAGE_PULL_ERROR
             elapsed = human_duration(self.now - since)
             return self._failed(reason, reason.message(image=image, elapsed=elapsed, detail=detail))
+        if why in CONTAINER_CREATE_WAITING and "runAsNonRoot" in kubelet_says:
+            reason = Reason.CREATE_FAILED  # the image's user is root: no retry helps
+            detail = f"{container}: {kubelet_says}. {ROOT_IMAGE_HINT}"
+            return self._failed(reason, reason.message(detail=detail))
         if why in CONTAINER_CREATE_WAITING:
             since = self._since(f"{this_pod}/{container}/create")
             if not self._past(since, self.image_pull_grace):

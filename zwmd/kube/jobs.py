@@ -39,6 +39,23 @@ class PodPolicy:
     backoff_limit: int | None = None
     pod_failure_policy: Mapping[str, Any] | None = None
     image_pull_secrets: Sequence[str] = field(default_factory=tuple)
+    #: the Pod Security Standards level runner pods pass: "restricted" (non-root), or
+    #: "baseline" (for images that must run as root)
+    pod_security: str = "restricted"
+
+
+def runner_security(level: str) -> tuple[Obj, Obj]:
+    """(pod, container) security contexts that pass Pod Security ``level``.
+
+    Both levels forbid privilege escalation, drop every capability and use the runtime's
+    default seccomp profile; "restricted" also requires a non-root user, which an image
+    whose USER is root cannot satisfy (the kubelet then refuses to start its container).
+    """
+    pod: Obj = {"seccompProfile": {"type": "RuntimeDefault"}}
+    if level == "restricted":
+        pod["runAsNonRoot"] = True
+    container: Obj = {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}}
+    return pod, container
 
 
 def workload_labels(workload_id: str, kind: str) -> dict[str, str]:
@@ -73,9 +90,11 @@ def runner_job(
         container["args"] = list(arguments)
     if policy.resources:
         container["resources"] = dict(policy.resources)
+    pod_security, container["securityContext"] = runner_security(policy.pod_security)
     pod_spec: Obj = {
         "restartPolicy": "Never",
         "serviceAccountName": policy.service_account,
+        "securityContext": pod_security,
         "containers": [container],
     }
     if policy.node_selector:

@@ -230,6 +230,9 @@ class Settings(BaseModel):
     log_store: ft.LogStore = Field(
         default="file", validation_alias="ZWMD_LOG_STORE", examples=["file"]
     )
+    runner_pod_security: ft.PodSecurity = Field(
+        default="restricted", validation_alias="ZWMD_RUNNER_POD_SECURITY", examples=["restricted"]
+    )
     builder_image: ft.Image = Field(
         default=DEFAULT_BUILDER_IMAGE,
         validation_alias="ZWMD_BUILDER_IMAGE",

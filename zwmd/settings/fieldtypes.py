@@ -94,6 +94,17 @@ def _parse_store(value: object) -> str:
     return text
 
 
+#: Pod Security Standards levels a runner pod can be made to pass (ZWMD_RUNNER_POD_SECURITY)
+POD_SECURITY_LEVELS = ("restricted", "baseline")
+
+
+def _parse_pod_security(value: object) -> str:
+    text = str(value).strip().lower()
+    if text not in POD_SECURITY_LEVELS:
+        raise ValueError(f"{ks.quote(text)} is not restricted or baseline")
+    return text
+
+
 def _parse_absolute_path(value: object) -> Path:
     path = Path(str(value).strip()).expanduser()
     if not path.is_absolute():
@@ -132,6 +143,7 @@ GcsBucket = Annotated[BucketLocation, BeforeValidator(ev.parse_bucket("gs"))]
 Host = Annotated[str, BeforeValidator(ev.parse_host)]
 Token = Annotated[SecretStr, BeforeValidator(_parse_token)]
 LogStore = Annotated[str, BeforeValidator(_parse_store)]
+PodSecurity = Annotated[str, BeforeValidator(_parse_pod_security)]
 NamePattern = Annotated[str, BeforeValidator(ev.parse_name_pattern)]
 AbsolutePath = Annotated[Path, BeforeValidator(_parse_absolute_path)]
 SocketPath = Annotated[Path, BeforeValidator(_parse_socket_path)]
