@@ -12,9 +12,12 @@ Role to the same table).
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import uuid
+from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -25,10 +28,20 @@ from tests.inprocess import until
 from tests.ops.test_doctor import doctor, environment
 from zwmd.daemon.doctor import PERMISSIONS
 from zwmd.daemon.serving import DaemonConfig
+from zwmd.kube.cluster_version import OLDEST_SUPPORTED
 from zwmd.localkube import LocalKube
 from zwmd.localkube.resources import group_of
 
 pytestmark = pytest.mark.anyio
+
+# kubernetes-validate ships no type information
+kubernetes_validate: Any = importlib.import_module("kubernetes_validate")
+# the oldest supported version whose schemas kubernetes-validate ships (it starts at 1.25)
+OLDEST = max(
+    ".".join(map(str, OLDEST_SUPPORTED)),
+    importlib.import_module("kubernetes_validate.utils").all_versions()[0],
+    key=lambda v: tuple(int(part) for part in v.split(".")[:2]),
+)
 
 Used = set[tuple[str, str, str]]
 
@@ -139,11 +152,43 @@ async def a_run_that_cannot_create_its_pod(
         return daemon.namespace
 
 
+def written_by_zwmd(kube: LocalKube, namespaces: set[str]) -> list[tuple[str, Any]]:
+    """(verb resource, body) of every create and update zwmd's identities sent."""
+    users = {f"system:serviceaccount:{ns}:zwmd" for ns in namespaces}
+    return [
+        (f"{event.verb} {event.resource}", event.request_object)
+        for event in kube.audit.events()
+        if event.user in users and event.verb in ("create", "update") and not event.subresource
+    ]
+
+
+@pytest.fixture
+def recorded(kube: LocalKube) -> Iterator[None]:
+    """The audit trail keeps the bodies of writes (level Request) for this test."""
+    kube.audit.level = "Request"
+    try:
+        yield
+    finally:
+        kube.audit.level = "Metadata"
+
+
 async def test_the_shipped_role_grants_exactly_what_zwmd_uses(
-    kube: LocalKube, kubeconfig: Path, tmp_path: Path, basic_registry: Registry
+    kube: LocalKube, kubeconfig: Path, tmp_path: Path, basic_registry: Registry, recorded: None
 ) -> None:
     namespace = await builds_runs_and_a_restart(kube, kubeconfig, tmp_path, basic_registry)
     other = await a_run_that_cannot_create_its_pod(kube, kubeconfig, tmp_path)
+    # every object zwmd wrote is valid, strictly (no unknown field), on the oldest
+    # supported Kubernetes that kubernetes-validate knows and on the newest
+    written = written_by_zwmd(kube, {namespace, other})
+    kinds = {what for what, _ in written}
+    assert {"create jobs", "create secrets", "create configmaps", "update configmaps"} <= kinds
+    for version in (OLDEST, kubernetes_validate.latest_version()):
+        for what, body in written:
+            document = {"apiVersion": "v1", **body} if "apiVersion" not in body else body
+            try:
+                kubernetes_validate.validate(document, version, strict=True)
+            except kubernetes_validate.ValidationError as error:
+                pytest.fail(f"{what} is not valid on Kubernetes {version}: {error}")
     code, _rows, output = await doctor(environment(kube, tmp_path / "doctor", namespace))
     assert code == 0, output
     await until(lambda: bool(used_by_zwmd(kube, {namespace, other})))

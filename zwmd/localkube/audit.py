@@ -4,8 +4,11 @@ Modelled on the ``audit.k8s.io/v1`` ``Event`` at level ``Metadata``, stage
 ``ResponseComplete``: the verb as RBAC names it (``get``, ``list``, ``watch``,
 ``create``, ``update``, ``patch``, ``delete``, ``deletecollection``), the object
 reference (resource, subresource, namespace, name), the request URI with its query, and
-the response code, and who asked (``user.username``). Request and response bodies are not kept (the apiserver's
-``Metadata`` level does not keep them either, and they may hold Secrets).
+the response code, and who asked (``user.username``). Request and response bodies are not
+kept (the apiserver's ``Metadata`` level does not keep them either, and they may hold
+Secrets), unless the log's ``level`` is ``Request``: then the body of every create,
+update and patch is kept too (``requestObject``, as upstream's ``Request`` level does),
+for tests that check what a client writes.
 
 Design notes:
 
@@ -38,6 +41,7 @@ class AuditEvent:
     request_uri: str
     code: int
     user: str = ""  # the authenticated user's name (``system:serviceaccount:ns:name``)
+    request_object: Any = None  # the write's body, at level ``Request`` only
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -46,8 +50,9 @@ class AuditEvent:
 class AuditLog:
     """The last ``size`` API requests served, oldest first."""
 
-    def __init__(self, size: int = 100_000) -> None:
+    def __init__(self, size: int = 100_000, *, level: str = "Metadata") -> None:
         self._events: deque[AuditEvent] = deque(maxlen=size)
+        self.level = level  # "Metadata", or "Request" to keep the bodies of writes
 
     def record(self, event: AuditEvent) -> None:
         self._events.append(event)

@@ -307,12 +307,19 @@ async def dispatch(request: web.Request) -> web.StreamResponse:
     return await handle_object(request, store, route)
 
 
-def _audit(request: web.Request, code: int) -> None:
+async def _audit(request: web.Request, code: int) -> None:
     parsed = parse_path(request.path)
     route = route_for(*parsed) if parsed else None
     if route is None:
         return  # discovery, or no such resource: not an API request on an object
     user: User | None = request.get(_USER)
+    body = None
+    if request.app[AUDIT].level == "Request" and request.method in ("POST", "PUT", "PATCH"):
+        raw = await request.read()  # aiohttp keeps the body once read
+        try:
+            body = orjson.loads(raw) if raw else None
+        except orjson.JSONDecodeError:
+            body = raw.decode("utf-8", "replace")
     event = AuditEvent(
         verb=route.verb(request.method, request.query),
         resource=route.resource,
@@ -322,6 +329,7 @@ def _audit(request: web.Request, code: int) -> None:
         request_uri=str(request.rel_url),
         code=code,
         user=user.name if user else "",
+        request_object=body,
     )
     request.app[AUDIT].record(event)
 
@@ -371,7 +379,7 @@ async def api_errors(request: web.Request, handler: Any) -> web.StreamResponse:
             )
         if transport is not None:
             await faults_.hold(transport)  # an answer due while stalled waits
-            _audit(request, response.status)
+            await _audit(request, response.status)
         return response
     finally:
         if transport is not None:
