@@ -92,6 +92,7 @@ async def test_a_good_set_up_passes_every_check(kube: LocalKube, tmp_path: Path)
     assert list(rows) == [
         "configuration",
         "Kubernetes API",
+        "Kubernetes version",
         "namespace",
         "service account",
         "permissions",

@@ -8,7 +8,8 @@ Checks, in order (a check that depends on a failed one is skipped):
 
 1. configuration: the settings load (the same rules as ``zwmd serve``), the chosen
    implementation's plugin is installed;
-2. the Kubernetes API answers (kubeconfig or in-cluster account);
+2. the Kubernetes API answers (kubeconfig or in-cluster account), and its version is one
+   zwmd supports (:mod:`zwmd.kube.cluster_version`);
 3. the namespace exists (a namespaced Role cannot read Namespace objects: a 403 is a
    warning, and the service account check answers for it);
 4. the runner service account exists in that namespace;
@@ -38,6 +39,7 @@ import pluggy
 from zwmd.daemon.starting import open_log_store, plugins_for
 from zwmd.images.credentials import CredentialSource
 from zwmd.images.registry import RegistryAuthError, RegistryClient
+from zwmd.kube import cluster_version
 from zwmd.kube.client import KubeClient, KubeError, load_api_client
 from zwmd.logs.records import LogRecord
 from zwmd.logs.store import LogKey
@@ -130,7 +132,24 @@ class Doctor:
         self.add(
             "ok", "Kubernetes API", f"{api.configuration.host} ({version.get('gitVersion', '?')})"
         )
+        self.kubernetes_version(version)
         return kube
+
+    def kubernetes_version(self, answer: Mapping[str, Any]) -> None:
+        version = cluster_version.server_version(answer)
+        if version is None:
+            self.add("warn", "Kubernetes version", f"not told by /version ({dict(answer)})")
+            return
+        policy = self.settings.pod_failure_policy is not None
+        found = cluster_version.problems(version, pod_failure_policy=policy)
+        text = f"{version[0]}.{version[1]}"
+        if found:
+            self.add("FAIL", "Kubernetes version", f"{text}: {found[0]}", "upgrade the cluster")
+        elif cluster_version.note(version):
+            self.add("warn", "Kubernetes version", f"{text}: {cluster_version.note(version)}")
+        else:
+            oldest = cluster_version.OLDEST_SUPPORTED
+            self.add("ok", "Kubernetes version", f"{text} (supported: {oldest[0]}.{oldest[1]}+)")
 
     async def namespace(self, kube: KubeClient) -> None:
         name = self.settings.namespace

@@ -57,8 +57,8 @@ from zwmd.engine.registry import Registry
 from zwmd.engine.runners import Runners
 from zwmd.engine.workload import Transition, Workload
 from zwmd.images.modes import ImageConfig
-from zwmd.kube import naming
-from zwmd.kube.client import KubeClient, load_api_client
+from zwmd.kube import cluster_version, naming
+from zwmd.kube.client import KubeClient, KubeError, load_api_client
 from zwmd.kube.informer import Informer
 from zwmd.kube.instrumentation import instrument_api_client
 from zwmd.kube.jobs import PodPolicy
@@ -341,6 +341,7 @@ async def serve(
             )
         )
     try:
+        await _check_version(kube, config)
         async with anyio.create_task_group() as tg:
             stopped = [anyio.Event() for _ in servers]
             tg.start_soon(_handle_signals, tg.cancel_scope, servers, stopped, config.shutdown_grace)
@@ -371,6 +372,26 @@ async def serve(
             if config.api_socket:
                 with contextlib.suppress(FileNotFoundError):
                     config.api_socket.unlink()
+
+
+async def _check_version(kube: KubeClient, config: DaemonConfig) -> None:
+    """Refuse a server zwmd cannot work with (:mod:`zwmd.kube.cluster_version`); one that does
+    not answer now is left to the watches, which retry and tell ``/readyz``."""
+    try:
+        answer = await kube.request_json("GET", "/version")
+    except KubeError as exc:
+        log.warning("the Kubernetes version could not be read: %s", exc.explained())
+        return
+    version = cluster_version.server_version(answer)
+    if version is None:
+        return
+    found = cluster_version.problems(
+        version, pod_failure_policy=bool(config.policy.pod_failure_policy)
+    )
+    if found:
+        raise cluster_version.UnsupportedCluster("; ".join(found))
+    if cluster_version.note(version):
+        log.warning("Kubernetes %d.%d: %s", *version, cluster_version.note(version))
 
 
 async def _serve_http(server: _Server, sockets: list[socket.socket], stopped: anyio.Event) -> None:

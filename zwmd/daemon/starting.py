@@ -26,6 +26,7 @@ from zwmd.daemon.local import local_cluster
 from zwmd.daemon.serving import DaemonConfig, serve
 from zwmd.engine.reconciling import EngineTiming
 from zwmd.images.modes import ImageConfig
+from zwmd.kube.cluster_version import UnsupportedCluster
 from zwmd.kube.jobs import PodPolicy
 from zwmd.kube.sizes import ObjectLimits
 from zwmd.kube.watching import WatchTiming
@@ -48,6 +49,7 @@ def daemon_config(settings: Settings, *, kubeconfig: str | None) -> DaemonConfig
         tolerations=settings.tolerations_spec() or None,
         backoff_limit=settings.job_backoff_limit,
         pod_failure_policy=settings.pod_failure_policy_spec(),
+        pod_security=settings.runner_pod_security,
     )
     return DaemonConfig(
         namespace=settings.namespace,
@@ -155,6 +157,13 @@ async def maintain_log_store(store: LogStore, metrics: Metrics) -> None:
     )
 
 
+def _leaves(group: BaseExceptionGroup[Any]) -> list[BaseException]:
+    found: list[BaseException] = []
+    for exc in group.exceptions:
+        found += _leaves(exc) if isinstance(exc, BaseExceptionGroup) else [exc]
+    return found
+
+
 def main(*, local: bool, environ: Any = None) -> int:
     """``zwmd serve``: the exit code (0 after a clean stop, 2 for configuration errors)."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
@@ -174,6 +183,13 @@ def main(*, local: bool, environ: Any = None) -> int:
         anyio.run(run, settings, manager, local)
     except PluginError as exc:
         print(str(exc), file=sys.stderr)
+        return EXIT_CONFIG
+    except BaseExceptionGroup as group:  # raised inside run()'s task group
+        unsupported, rest = group.split(UnsupportedCluster)
+        if unsupported is None or rest is not None:
+            raise
+        for leaf in _leaves(unsupported):
+            print(f"zwmd cannot serve this cluster: {leaf}", file=sys.stderr)
         return EXIT_CONFIG
     except KeyboardInterrupt:
         pass
