@@ -31,6 +31,7 @@ import httpx
 import pluggy
 import pytest
 
+from tests.clusterversion import KUBERNETES_VERSION
 from tests.daemon_process import free_port
 from tests.rbac import Rules, zwmd_kubeconfig
 from zwmd.daemon.operations import DaemonOperations
@@ -87,7 +88,10 @@ async def kube() -> AsyncIterator[LocalKube]:
     """A localkube for a test module whose pods do only what the test tells the scripted
     kubelet (a conftest imports this fixture and :func:`kubeconfig`)."""
     async with LocalKube(
-        kubelet="scripted", bookmark_interval=0.5, unauthenticated="anonymous"
+        kubernetes_version=KUBERNETES_VERSION,
+        kubelet="scripted",
+        bookmark_interval=0.5,
+        unauthenticated="anonymous",
     ) as localkube:
         yield localkube
 
@@ -300,7 +304,7 @@ class Daemon:
         return self.kube_objects("jobs")
 
     def pods(self, job_name: str | None = None) -> list[JsonDict]:
-        selector = None if job_name is None else f"batch.kubernetes.io/job-name={job_name}"
+        selector = None if job_name is None else f"job-name={job_name}"  # every release
         return self.kube.store.list("pods", self.namespace, label_selector=selector)[0]
 
     async def pod_of(self, job_name: str, timeout: float = 10.0) -> str:

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from tests.clusterversion import KUBERNETES_VERSION
 from tests.daemon.conftest import Daemon
 from tests.inprocess import until
 from zwmd.localkube import LocalKube
@@ -23,7 +24,7 @@ SLEEPER = "import os, sys, time; open(sys.argv[1], 'w').write(str(os.getpid()));
 @pytest.fixture(scope="module")
 async def kube() -> AsyncIterator[LocalKube]:
     """This module's pods are host processes."""
-    async with LocalKube(kubelet="process") as localkube:
+    async with LocalKube(kubernetes_version=KUBERNETES_VERSION, kubelet="process") as localkube:
         yield localkube
 
 

@@ -60,9 +60,7 @@ async def test_two_at_a_time_in_submission_order(daemon: Daemon) -> None:
         with anyio.fail_after(60):
             while len(started) < RUNS:
                 pod = await daemon.kubelet.wait_for_pod(ns, timeout=10)
-                job = store.get("pods", ns, pod)["metadata"]["labels"][
-                    "batch.kubernetes.io/job-name"
-                ]
+                job = store.get("pods", ns, pod)["metadata"]["labels"]["job-name"]
                 started.append(job)
                 daemon.kubelet.set_running(ns, pod)
                 await daemon.until_state(submitted[order.index(job)]["id"], "running")

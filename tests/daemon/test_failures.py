@@ -17,6 +17,7 @@ from pathlib import Path
 import anyio
 import pytest
 
+from tests.clusterversion import KUBERNETES_VERSION, needs_pod_failure_policy
 from tests.daemon.conftest import Daemon
 from tests.inprocess import JsonDict, K, until
 from zwmd.daemon.serving import DaemonConfig
@@ -24,6 +25,7 @@ from zwmd.localkube import LocalKube
 
 pytestmark = pytest.mark.anyio
 
+POLICY_SKIPPED = needs_pod_failure_policy.args[0]
 POLICY = {"rules": [{"action": "FailJob", "onExitCodes": {"operator": "In", "values": [42]}}]}
 
 
@@ -45,7 +47,8 @@ def fast(config: DaemonConfig) -> DaemonConfig:
 
 @pytest.fixture
 async def daemon(kube: LocalKube, kubeconfig: Path, tmp_path: Path) -> AsyncIterator[Daemon]:
-    env = {f"{K}POD_FAILURE_POLICY": json.dumps(POLICY)}
+    # a release without pod failure policies (before 1.26) runs the rest without one
+    env = {} if POLICY_SKIPPED else {f"{K}POD_FAILURE_POLICY": json.dumps(POLICY)}
     async with Daemon.running(kube, kubeconfig, tmp_path, env, adjust=fast) as d:
         yield d
 
@@ -196,6 +199,7 @@ async def test_timeout_is_deadline_exceeded(daemon: Daemon) -> None:
     assert daemon.job(job)["spec"]["activeDeadlineSeconds"] == 1
 
 
+@needs_pod_failure_policy
 async def test_pod_failure_policy(daemon: Daemon) -> None:
     wid, _, pod = await started(daemon)
     daemon.kubelet.set_running(daemon.namespace, pod)
@@ -229,7 +233,9 @@ async def test_a_failed_create_event_seen_only_on_a_later_look_still_fails_the_r
     tmp_path: Path,
 ) -> None:
     """Events are not watched: a Job without a pod is looked at again until one appears."""
-    async with LocalKube(kubelet="scripted", job_controller=False) as quiet:
+    async with LocalKube(
+        kubernetes_version=KUBERNETES_VERSION, kubelet="scripted", job_controller=False
+    ) as quiet:
         kubeconfig = quiet.write_kubeconfig(tmp_path / "kubeconfig")
         async with Daemon.running(quiet, kubeconfig, tmp_path, adjust=fast) as daemon:
             workload = await daemon.submit()

@@ -19,6 +19,7 @@ import anyio
 import httpx
 import pytest
 
+from tests.clusterversion import KUBERNETES_VERSION
 from tests.daemon.conftest import Daemon
 from tests.inprocess import until
 from zwmd.localkube import LocalKube
@@ -333,7 +334,9 @@ async def test_a_10_mb_message_is_refused(daemon: Daemon) -> None:
 async def test_a_run_while_the_apiserver_refuses_connections_is_503_a_cancel_under_way(
     tmp_path: Path,
 ) -> None:
-    own = LocalKube(kubelet="scripted", bookmark_interval=0.5)
+    own = LocalKube(
+        kubernetes_version=KUBERNETES_VERSION, kubelet="scripted", bookmark_interval=0.5
+    )
     stopped = anyio.Event()
     async with anyio.create_task_group() as tg:
         serving = anyio.CancelScope()

@@ -197,7 +197,7 @@ def test_sigkill_and_restart_loses_nothing_and_duplicates_nothing(
 
     jobs = cluster.jobs()
     assert len(jobs) == len(before), "one Job per workload: no duplicate"
-    owners = [p["metadata"]["labels"]["batch.kubernetes.io/job-name"] for p in cluster.pods()]
+    owners = [p["metadata"]["labels"]["job-name"] for p in cluster.pods()]
     assert sorted(owners) == sorted(w["job_name"] for w in before.values()), "one pod each"
 
     # SIGTERM while a client long-polls a running workload: exit 0 within 10 s

@@ -12,6 +12,7 @@ from pathlib import Path
 import anyio
 import pytest
 
+from tests.clusterversion import KUBERNETES_VERSION
 from zwmd.engine.speckey import SECRET_NAME, SpecKey, SpecKeyError
 from zwmd.kube.client import KubeClient, load_api_client
 from zwmd.localkube import LocalKube
@@ -21,7 +22,7 @@ pytestmark = pytest.mark.anyio
 
 @pytest.fixture
 async def kube(tmp_path: Path) -> AsyncIterator[tuple[LocalKube, KubeClient]]:
-    async with LocalKube(kubelet="scripted") as localkube:
+    async with LocalKube(kubernetes_version=KUBERNETES_VERSION, kubelet="scripted") as localkube:
         api = await load_api_client(str(localkube.write_kubeconfig(tmp_path / "kubeconfig")))
         try:
             yield localkube, KubeClient(api, "default")

@@ -13,6 +13,7 @@ from pathlib import Path
 import anyio
 import pytest
 
+from tests.clusterversion import KUBERNETES_VERSION
 from zwmd.kube.client import KubeClient, WatchStream, load_api_client
 from zwmd.localkube import LocalKube
 
@@ -23,7 +24,9 @@ FOLLOWS = 6
 
 @pytest.fixture
 async def kube(tmp_path: Path) -> AsyncIterator[KubeClient]:
-    async with LocalKube(kubelet="scripted", job_controller=False) as localkube:
+    async with LocalKube(
+        kubernetes_version=KUBERNETES_VERSION, kubelet="scripted", job_controller=False
+    ) as localkube:
         for n in range(FOLLOWS):
             localkube.store.create(
                 "pods",

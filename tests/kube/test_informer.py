@@ -13,6 +13,7 @@ from pathlib import Path
 import anyio
 import pytest
 
+from tests.clusterversion import KUBERNETES_VERSION
 from tests.inprocess import until
 from zwmd.kube import naming
 from zwmd.kube.client import KubeClient, Obj, load_api_client
@@ -32,7 +33,7 @@ class Cluster:
 
 @pytest.fixture
 async def cluster(tmp_path: Path) -> AsyncIterator[Cluster]:
-    async with LocalKube(kubelet="scripted") as localkube:
+    async with LocalKube(kubernetes_version=KUBERNETES_VERSION, kubelet="scripted") as localkube:
         kubeconfig = str(localkube.write_kubeconfig(tmp_path / "kubeconfig"))
         api = await load_api_client(kubeconfig)
         try:

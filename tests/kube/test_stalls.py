@@ -17,6 +17,7 @@ from pathlib import Path
 import anyio
 import pytest
 
+from tests.clusterversion import KUBERNETES_VERSION
 from zwmd.kube.client import KubeClient, KubeError, StreamStalled, load_api_client
 from zwmd.localkube import LocalKube
 
@@ -27,7 +28,9 @@ TIMEOUT = 0.5
 
 @pytest.fixture
 async def cluster(tmp_path: Path) -> AsyncIterator[tuple[LocalKube, KubeClient]]:
-    async with LocalKube(kubelet="scripted", job_controller=False) as localkube:
+    async with LocalKube(
+        kubernetes_version=KUBERNETES_VERSION, kubelet="scripted", job_controller=False
+    ) as localkube:
         localkube.store.create(
             "pods",
             "default",

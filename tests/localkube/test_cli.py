@@ -31,6 +31,10 @@ def localkube_process(tmp_path: Path) -> Iterator[tuple[str, Path]]:
             "none",
             "--kubeconfig",
             str(kubeconfig),
+            # kubectl 1.32 sends its typed commands' bodies (create configmap) as protobuf
+            # to servers of 1.32 or later, and localkube decodes JSON only
+            "--kubernetes-version",
+            "1.31",
         ],
         stdout=subprocess.PIPE,
         text=True,

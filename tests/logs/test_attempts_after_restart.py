@@ -15,6 +15,7 @@ import anyio
 import httpx
 import pytest
 
+from tests.clusterversion import KUBERNETES_VERSION
 from tests.daemon_process import free_port
 from tests.logs.pipelines import messages
 from zwmd.daemon.serving import DaemonConfig, serve
@@ -45,7 +46,9 @@ async def _run_once(
 
 
 async def test_reused_id_after_the_job_is_gone_gets_the_next_attempt(tmp_path: Path) -> None:
-    async with LocalKube(kubelet="process", bookmark_interval=0.5) as kube:
+    async with LocalKube(
+        kubernetes_version=KUBERNETES_VERSION, kubelet="process", bookmark_interval=0.5
+    ) as kube:
         kube.store.create("namespaces", None, {"metadata": {"name": "resume"}})
         config = DaemonConfig(
             namespace="resume",

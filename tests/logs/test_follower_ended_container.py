@@ -14,6 +14,7 @@ from pathlib import Path
 import anyio
 import pytest
 
+from tests.clusterversion import KUBERNETES_VERSION
 from zwmd.kube.client import KubeClient, load_api_client
 from zwmd.localkube import LocalKube
 from zwmd.logs.filestore import FileLogStore
@@ -30,7 +31,9 @@ POD = {
 
 @pytest.fixture
 async def kube(tmp_path: Path) -> AsyncIterator[KubeClient]:
-    async with LocalKube(kubelet=None, job_controller=False) as localkube:
+    async with LocalKube(
+        kubernetes_version=KUBERNETES_VERSION, kubelet=None, job_controller=False
+    ) as localkube:
         localkube.store.create("pods", "default", POD)
         api = await load_api_client(str(localkube.write_kubeconfig(tmp_path / "kubeconfig")))
         try:

@@ -16,6 +16,7 @@ from pathlib import Path
 import anyio
 import pytest
 
+from tests.clusterversion import KUBERNETES_VERSION
 from tests.logs.pipelines import TTL_SECONDS, Daemon, messages, until
 from zwmd.kube import naming
 from zwmd.localkube import LocalKube
@@ -29,7 +30,9 @@ ZENML_VENV = Path("/tmp/zwmd-zenml-venv/bin/python")
 
 @pytest.fixture(scope="module")
 async def kube() -> AsyncIterator[LocalKube]:
-    async with LocalKube(kubelet="process", bookmark_interval=0.5) as localkube:
+    async with LocalKube(
+        kubernetes_version=KUBERNETES_VERSION, kubelet="process", bookmark_interval=0.5
+    ) as localkube:
         yield localkube
 
 
@@ -248,7 +251,7 @@ async def test_a_pod_deleted_right_after_it_ends_keeps_all_its_logs(daemon: Daem
     script = "import time\ntime.sleep(0.3)\n" + numbered(20_000)
     workload = await daemon.submit_script(script)
     job = workload["job_name"]
-    selector = f"batch.kubernetes.io/job-name={job}"
+    selector = f"job-name={job}"
 
     def ended() -> bool:
         pods = daemon.kube.store.list("pods", daemon.namespace, label_selector=selector)[0]
@@ -319,7 +322,9 @@ async def test_a_job_seen_finished_before_its_pod_was_seen_still_gets_the_pod_lo
     tmp_path: Path,
 ) -> None:
     async with (
-        LocalKube(kubelet="process", bookmark_interval=0.5) as kube,
+        LocalKube(
+            kubernetes_version=KUBERNETES_VERSION, kubelet="process", bookmark_interval=0.5
+        ) as kube,
         Daemon.serving(kube, tmp_path) as daemon,
     ):
         # The pod watch is down (every reconnect answered 500) while the Job runs and

@@ -31,6 +31,7 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from tests.clusterversion import KUBERNETES_VERSION
 from tests.daemon_process import free_port
 from tests.inprocess import SERVICE_ACCOUNT, JsonDict
 from tests.logs.pipelines import Daemon, GatedStore, messages, until
@@ -65,7 +66,9 @@ sys.exit(3)
 
 @pytest.fixture(scope="module")
 async def kube() -> AsyncIterator[LocalKube]:
-    async with LocalKube(kubelet="process", bookmark_interval=0.5) as localkube:
+    async with LocalKube(
+        kubernetes_version=KUBERNETES_VERSION, kubelet="process", bookmark_interval=0.5
+    ) as localkube:
         yield localkube
 
 

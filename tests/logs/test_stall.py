@@ -29,6 +29,7 @@ from pathlib import Path
 import anyio
 import pytest
 
+from tests.clusterversion import KUBERNETES_VERSION
 from tests.inprocess import until
 from tests.logs.pipelines import Daemon, messages
 from zwmd.daemon.serving import DaemonConfig
@@ -58,7 +59,9 @@ for i in range(n):
 
 @pytest.fixture(scope="module")
 async def kube() -> AsyncIterator[LocalKube]:
-    async with LocalKube(kubelet="process", bookmark_interval=0.5) as localkube:
+    async with LocalKube(
+        kubernetes_version=KUBERNETES_VERSION, kubelet="process", bookmark_interval=0.5
+    ) as localkube:
         yield localkube
 
 

@@ -20,6 +20,7 @@ import anyio
 import pluggy
 from anyio.abc import TaskStatus
 
+from tests.clusterversion import KUBERNETES_VERSION
 from tests.daemon_process import free_port
 from tests.inprocess import Daemon as InProcessDaemon
 from tests.inprocess import create_namespace
@@ -43,7 +44,11 @@ class Cluster:
 
     async def start(self, tg: anyio.abc.TaskGroup, namespace: str) -> LocalKube:
         kube = self._stopped or LocalKube(
-            host="127.0.0.1", port=self.port, kubelet="process", unauthenticated="anonymous"
+            kubernetes_version=KUBERNETES_VERSION,
+            host="127.0.0.1",
+            port=self.port,
+            kubelet="process",
+            unauthenticated="anonymous",
         )
         self._scope = await tg.start(self._serve, kube)
         create_namespace(kube, namespace)

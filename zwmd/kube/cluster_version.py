@@ -11,8 +11,9 @@ Design notes:
 - **1.34 is the newest tested**: newer servers are expected to work (zwmd uses only
   ``batch/v1`` and ``v1``), so they get a note, not a refusal.
 - **A pod failure policy needs 1.26**: ``spec.podFailurePolicy`` is enabled by default
-  from 1.26. Older servers drop the field without an error (1.24 silently, 1.25 with a
-  warning), so a configured policy would be ignored: that is refused, not left to chance.
+  from 1.26. Older servers drop the field without an error or a warning (1.24 does not
+  know it, 1.25 has its feature gate off), so a configured policy would be ignored: that
+  is refused, not left to chance.
 - Managed clusters report minors such as ``"27+"``; the digits are the version.
 - zwmd's pod lookups do not depend on the version (owner references and zwmd's own
   labels; see :mod:`zwmd.kube.informer`), nor do its Job conditions (FailureTarget before

@@ -5,8 +5,10 @@ Design notes:
 * The served resources are :data:`zwmd.localkube.resources.RESOURCES` (re-exported).
 * :func:`default` fills in what a real server's defaulting sets and controllers rely on:
   a Job's ``backoffLimit``/``completions``/``parallelism``, its ``controller-uid``
-  selector and template labels, and (``SetDefaults_Job``) ``podReplacementPolicy:
-  Failed`` with a pod failure policy, whose ``onPodConditions`` get ``status: "True"``; a
+  selector and template labels (as the release of :mod:`zwmd.localkube.versions` names
+  them), and (``SetDefaults_Job``, where the release serves the field)
+  ``podReplacementPolicy: Failed`` with a pod failure policy, whose ``onPodConditions``
+  get ``status: "True"``; a
   Pod's ``restartPolicy``, ``serviceAccountName`` and
   ``Pending`` phase; a Namespace's ``Active`` phase and ``kubernetes.io/metadata.name``.
 * :func:`validate` rejects, with 422 Invalid and per-field causes, what a real server
@@ -30,6 +32,7 @@ from typing import Any
 from zwmd.localkube import fieldrules
 from zwmd.localkube.errors import invalid
 from zwmd.localkube.resources import RBAC_GROUP, RESOURCES, ResourceType
+from zwmd.localkube.versions import NEWEST, KubernetesVersion
 
 __all__ = ["RESOURCES", "ResourceType", "default", "validate", "validate_update"]
 
@@ -264,8 +267,8 @@ def validate_update(resource: str, old: JsonDict, new: JsonDict) -> None:
         raise invalid(RESOURCES[resource].kind, resource, name, causes)
 
 
-def default(resource: str, obj: JsonDict) -> None:
-    """Fill in, in place, the defaults a real apiserver sets on create."""
+def default(resource: str, obj: JsonDict, version: KubernetesVersion = NEWEST) -> None:
+    """Fill in, in place, the defaults a ``version`` apiserver sets on create."""
     metadata = obj["metadata"]
     if resource == "jobs":
         spec = obj.setdefault("spec", {})
@@ -276,19 +279,13 @@ def default(resource: str, obj: JsonDict) -> None:
         spec.setdefault("suspend", False)
         # SetDefaults_Job: a pod failure policy implies Failed replacement
         policy = spec.get("podFailurePolicy")
-        spec.setdefault("podReplacementPolicy", "Failed" if policy else "TerminatingOrFailed")
+        if version.enables("spec.podReplacementPolicy"):
+            spec.setdefault("podReplacementPolicy", "Failed" if policy else "TerminatingOrFailed")
         if isinstance(policy, dict):
             _default_pod_failure_policy(policy)
-        controller_labels = {
-            "batch.kubernetes.io/controller-uid": metadata["uid"],
-            "batch.kubernetes.io/job-name": metadata["name"],
-            "controller-uid": metadata["uid"],
-            "job-name": metadata["name"],
-        }
+        controller_labels = version.job_labels(metadata["uid"], metadata["name"])
         if "selector" not in spec:
-            spec["selector"] = {
-                "matchLabels": {"batch.kubernetes.io/controller-uid": metadata["uid"]}
-            }
+            spec["selector"] = {"matchLabels": {version.selector_label: metadata["uid"]}}
         template = spec.get("template")
         if isinstance(template, dict):
             template_meta = template.setdefault("metadata", {})

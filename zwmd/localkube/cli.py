@@ -16,6 +16,14 @@ import anyio
 
 from zwmd.localkube.cluster import LocalKube
 from zwmd.localkube.garbagecollector import DEFAULT_DELAY
+from zwmd.localkube.versions import NEWEST, OLDEST, KubernetesVersion
+
+
+def _version(text: str) -> KubernetesVersion:
+    try:
+        return KubernetesVersion.parse(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def build_parser(prog: str = "zwmd localkube") -> argparse.ArgumentParser:
@@ -55,6 +63,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "HTTP): the administrator, or system:anonymous as on a cluster's secure port",
     )
     parser.add_argument(
+        "--kubernetes-version",
+        type=_version,
+        default=NEWEST,
+        metavar="1.MINOR",
+        help=f"the Kubernetes release to behave as ({OLDEST} to {NEWEST}; default {NEWEST})",
+    )
+    parser.add_argument(
         "--bookmark-interval", type=float, default=5.0, help="seconds between watch bookmarks"
     )
 
@@ -68,6 +83,7 @@ async def _serve(args: argparse.Namespace) -> None:
         bookmark_interval=args.bookmark_interval,
         unauthenticated=args.unauthenticated,
         gc_delay=args.gc_delay,
+        kubernetes_version=args.kubernetes_version,
     )
     async with anyio.create_task_group() as group:
         await group.start(kube.serve)

@@ -17,6 +17,9 @@ Design notes:
   owner's dependents ``gc_delay`` seconds later, as a real cluster's does: never at once.
   ``kube.garbage_collector.delay`` may be changed while it runs (a test that needs a
   lagging collector).
+* ``kubernetes_version`` picks the release modelled (``"1.24"`` to ``"1.34"``, the newest
+  by default; :mod:`zwmd.localkube.versions`): ``/version``, the fields served, the
+  labels of a Job's pods and the Job controller's conditions follow it.
 * Shutdown closes every watch first, so the HTTP server can stop without waiting on
   long-lived responses.
 """
@@ -44,6 +47,7 @@ from zwmd.localkube.podlogs import PodLogs
 from zwmd.localkube.rbac import BOOTSTRAP_POLICY
 from zwmd.localkube.server import create_app
 from zwmd.localkube.store import Store
+from zwmd.localkube.versions import NEWEST, KubernetesVersion
 
 KubeletKind = Literal["process", "scripted"]
 _KUBELETS: dict[str, type[ProcessKubelet] | type[ScriptedKubelet]] = {
@@ -66,10 +70,14 @@ class LocalKube:
         job_controller: bool = True,
         gc_delay: float = DEFAULT_DELAY,
         unauthenticated: str = "admin",
+        kubernetes_version: str | KubernetesVersion = NEWEST,
     ) -> None:
         self.host = host
         self.port = port
-        self.store = Store(history_size=history_size)
+        if isinstance(kubernetes_version, str):
+            kubernetes_version = KubernetesVersion.parse(kubernetes_version)
+        self.kubernetes_version = kubernetes_version
+        self.store = Store(history_size=history_size, version=kubernetes_version)
         for resource, obj in BOOTSTRAP_POLICY:
             self.store.create(resource, None, obj)
         self.authenticator = Authenticator(self.store, unauthenticated=unauthenticated)

@@ -1,7 +1,8 @@
 """localkube's Job controller: turns ``batch/v1`` Jobs into pods and pods into Job status.
 
-It behaves like kube-controller-manager's job controller of Kubernetes 1.29+ for
-NonIndexed Jobs: pods from the template, ``parallelism``/``completions``, ``suspend``,
+It behaves like kube-controller-manager's job controller of the release its store
+models (:mod:`zwmd.localkube.versions`: the condition sequence and status fields differ
+from 1.24 to 1.34) for NonIndexed Jobs: pods from the template, ``parallelism``/``completions``, ``suspend``,
 ``backoffLimit``, ``activeDeadlineSeconds``, ``podFailurePolicy``,
 ``ttlSecondsAfterFinished``, the status counters and the ``FailureTarget``/``Failed``,
 ``SuccessCriteriaMet``/``Complete`` and ``Suspended`` conditions, and a ``FailedCreate``
@@ -214,6 +215,7 @@ class JobController:
         active = [p for p in pods if not rules.is_terminal(p) and not rules.is_terminating(p)]
         terminating = [p for p in pods if rules.is_terminating(p)]
         finished = rules.has_condition(status, "Complete") or rules.has_condition(status, "Failed")
+        delayed = self._store.version.delays_terminal_conditions
 
         if not finished:
             failure = self._failure(job, status, fail_job, failed, active, now)
@@ -224,21 +226,23 @@ class JobController:
                 else succeeded > 0 and not active
             )
             if failure is not None:
-                rules.set_condition(status, "FailureTarget", "True", *failure, stamp)
+                if delayed or fail_job is not None:
+                    rules.set_condition(status, "FailureTarget", "True", *failure, stamp)
                 self._delete_pods(active, counted=True)
                 active = []
-                if not any(rules.is_terminating(p) for p in self._current(uid)):
+                if not delayed or not any(rules.is_terminating(p) for p in self._current(uid)):
                     rules.set_condition(status, "Failed", "True", *failure, stamp)
                     self._event(job, "Warning", failure[0], failure[1])
                     finished = True
                     self._finished[uid] = now
             elif success:
-                rules.set_condition(
-                    status, "SuccessCriteriaMet", "True", *rules.COMPLETIONS_REACHED, stamp
-                )
+                if delayed:
+                    rules.set_condition(
+                        status, "SuccessCriteriaMet", "True", *rules.COMPLETIONS_REACHED, stamp
+                    )
                 self._delete_pods(active, counted=False)
                 active = []
-                if not any(rules.is_terminating(p) for p in self._current(uid)):
+                if not delayed or not any(rules.is_terminating(p) for p in self._current(uid)):
                     rules.set_condition(
                         status, "Complete", "True", *rules.COMPLETIONS_REACHED, stamp
                     )
@@ -281,7 +285,8 @@ class JobController:
             1 for p in pods if not rules.is_terminal(p) and not rules.is_terminating(p)
         )
         status["ready"] = sum(1 for p in pods if not rules.is_terminal(p) and rules.is_ready(p))
-        status["terminating"] = sum(1 for p in pods if rules.is_terminating(p))
+        if self._store.version.writes_terminating:
+            status["terminating"] = sum(1 for p in pods if rules.is_terminating(p))
         for field, value in (
             ("active", active_count),
             ("succeeded", succeeded),
@@ -291,7 +296,8 @@ class JobController:
                 status[field] = value
             else:
                 status.pop(field, None)
-        status.setdefault("uncountedTerminatedPods", {})
+        if self._store.version.writes_uncounted:
+            status.setdefault("uncountedTerminatedPods", {})
         if status != original:
             self._store.update_status("jobs", meta["namespace"], meta["name"], status)
 

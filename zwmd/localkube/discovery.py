@@ -1,7 +1,8 @@
-"""Discovery documents: ``/version``, ``/api``, ``/apis`` and the per-version resource lists.
+"""Discovery documents: ``/api``, ``/apis`` and the per-version resource lists.
 
 Design notes: built once from the resource table in :mod:`zwmd.localkube.admission`, so a
-resource added there is discoverable. The legacy (non-aggregated) discovery format is
+resource added there is discoverable. ``/version`` is the release's own
+(:meth:`zwmd.localkube.versions.KubernetesVersion.version_info`). The legacy (non-aggregated) discovery format is
 served; kubectl falls back to it when the aggregated format is not offered.
 """
 
@@ -23,20 +24,6 @@ _SHORT_NAMES = {
 EXTRA_GROUPS = {
     "authorization.k8s.io/v1": [("selfsubjectaccessreviews", "SelfSubjectAccessReview")]
 }
-
-
-def version() -> JsonDict:
-    return {
-        "major": "1",
-        "minor": "31",
-        "gitVersion": "v1.31.0-localkube",
-        "gitCommit": "0000000000000000000000000000000000000000",
-        "gitTreeState": "clean",
-        "buildDate": "2026-01-01T00:00:00Z",
-        "goVersion": "go1.22.0",
-        "compiler": "gc",
-        "platform": "linux/amd64",
-    }
 
 
 def core_versions(address: str) -> JsonDict:

@@ -29,8 +29,6 @@ from typing import Any
 
 JsonDict = dict[str, Any]
 
-JOB_NAME_LABELS = ("batch.kubernetes.io/job-name", "job-name")
-CONTROLLER_UID_LABELS = ("batch.kubernetes.io/controller-uid", "controller-uid")
 # the alphabet Kubernetes uses for generated name suffixes (no vowels, no look-alikes)
 _SUFFIX_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
 
@@ -63,15 +61,14 @@ def random_suffix(length: int = 5) -> str:
 
 
 def pod_from_template(job: JsonDict, name: str) -> JsonDict:
-    """A pod for ``job`` as the Job controller creates it: template, labels, owner."""
+    """A pod for ``job`` as the Job controller creates it: template, labels, owner.
+
+    The labels are the template's, which the apiserver's defaulting gave the Job's
+    labels (named as its release names them)."""
     meta = job["metadata"]
     template = copy.deepcopy(job.get("spec", {}).get("template", {}))
     template_meta = template.get("metadata") or {}
     labels = dict(template_meta.get("labels") or {})
-    for key in JOB_NAME_LABELS:
-        labels[key] = meta["name"]
-    for key in CONTROLLER_UID_LABELS:
-        labels[key] = meta["uid"]
     pod_meta: JsonDict = {
         "name": name,
         "namespace": meta.get("namespace", "default"),

@@ -39,6 +39,7 @@ from zwmd.localkube.resources import RESOURCES
 from zwmd.localkube.routing import Route, attributes, parse_path, route_for
 from zwmd.localkube.store import Store
 from zwmd.localkube.streaming import PodLogSource, query_bool, query_int
+from zwmd.localkube.versions import FieldValidation, warning_header
 
 STORE: web.AppKey[Store] = web.AppKey("store", Store)
 FAULTS: web.AppKey[Faults] = web.AppKey("faults", Faults)
@@ -49,6 +50,7 @@ _USER: web.RequestKey[User] = web.RequestKey("user", User)
 POD_LOGS: web.AppKey[Any] = web.AppKey("pod_logs", object)
 BOOKMARK_INTERVAL: web.AppKey[float] = web.AppKey("bookmark_interval", float)
 _JSON = "application/json"
+_PROTOBUF = "application/vnd.kubernetes.protobuf"
 _SUBJECT_REVIEWS = "selfsubjectaccessreviews"
 
 
@@ -56,6 +58,20 @@ def json_response(
     body: Any, status: int = 200, headers: dict[str, str] | None = None
 ) -> web.Response:
     return web.Response(body=orjson.dumps(body), status=status, content_type=_JSON, headers=headers)
+
+
+def written_response(
+    body: JsonDict, validation: FieldValidation, status: int = 200
+) -> web.Response:
+    """The answer to a write, with a ``Warning`` header for each thing it warned about."""
+    response = json_response(body, status)
+    for text in validation.warnings:
+        response.headers.add("Warning", warning_header(text))
+    return response
+
+
+def field_validation(request: web.Request) -> FieldValidation:
+    return FieldValidation.resolve(request.app[STORE].version, request.query.get("fieldValidation"))
 
 
 def raw_response(body: bytes, status: int = 200) -> web.Response:
@@ -68,6 +84,14 @@ def error_response(error: ApiError) -> web.Response:
 
 
 async def read_json(request: web.Request) -> Any:
+    media_type = request.headers.get("Content-Type", _JSON).split(";", 1)[0].strip().lower()
+    if media_type == _PROTOBUF:  # kubectl 1.32+ sends it to 1.32+ servers; JSON only here
+        raise ApiError(
+            415,
+            "UnsupportedMediaType",
+            f"the body of the request was in an unknown format - accepted media types "
+            f"include: {_JSON}, application/yaml",
+        )
     raw = await request.read()
     if not raw:
         return None
@@ -159,13 +183,18 @@ async def handle_object(request: web.Request, store: Store, route: Route) -> web
                     resource, namespace, name, body.get("status") or {}, resource_version=version
                 )
             )
-        return json_response(store.replace(resource, namespace, name, body))
+        validation = field_validation(request)
+        return written_response(
+            store.replace(resource, namespace, name, body, validation), validation
+        )
     if method == "PATCH":
         body = await read_json(request)
         content_type = request.headers.get("Content-Type", "application/merge-patch+json")
-        return json_response(
-            store.patch(resource, namespace, name, body, content_type, status=status_only)
+        validation = field_validation(request)
+        patched = store.patch(
+            resource, namespace, name, body, content_type, status=status_only, validation=validation
         )
+        return written_response(patched, validation)
     if method == "DELETE" and not status_only:
         policy, grace, precondition = delete_options(query, await read_json(request), resource)
         result = store.delete(
@@ -211,7 +240,9 @@ async def handle_collection(request: web.Request, store: Store, route: Route) ->
             raise bad_request("the body of a POST must be an object")
         if request.query.get("dryRun"):
             raise bad_request("dryRun is not supported by localkube")
-        return json_response(store.create(route.resource, route.namespace, body), 201)
+        validation = field_validation(request)
+        created = store.create(route.resource, route.namespace, body, validation)
+        return written_response(created, validation, 201)
     raise ApiError(
         405, "MethodNotAllowed", "the server does not allow this method on the requested resource"
     )
@@ -265,7 +296,7 @@ async def discovery_document(
 ) -> web.Response | None:
     path = request.path.rstrip("/")
     if path == "/version":
-        return json_response(discovery.version())
+        return json_response(request.app[STORE].version.version_info())
     if path == "/api":
         return json_response(discovery.core_versions(request.host))
     if path == "/apis":

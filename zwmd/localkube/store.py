@@ -14,6 +14,10 @@ Design notes:
   create needs its namespace to exist; ``default`` exists from the start and every new
   namespace gets a ``default`` ServiceAccount, as the controller-manager would create.
 * Deletion and garbage collection live in :mod:`zwmd.localkube.deleting` (a base class).
+* The store is one Kubernetes release (:mod:`zwmd.localkube.versions`): a write drops
+  the fields that release does not serve before defaulting, and defaulting names labels
+  as that release does. The server passes each request's ``fieldValidation``; writes
+  made in process drop such fields silently.
 """
 
 from __future__ import annotations
@@ -38,6 +42,7 @@ from zwmd.localkube.deleting import Deletion, copy_object, now
 from zwmd.localkube.errors import ApiError, JsonDict, bad_request
 from zwmd.localkube.patching import apply_patch
 from zwmd.localkube.selectors import combined_predicate
+from zwmd.localkube.versions import NEWEST, FieldValidation, KubernetesVersion
 from zwmd.localkube.watching import History, WatchEvent, WatchStream
 
 __all__ = ["ApiError", "Listener", "Page", "Store"]
@@ -70,7 +75,8 @@ class Page:
 class Store(Deletion):
     """In-memory Kubernetes objects, keyed by plural resource name, namespace and name."""
 
-    def __init__(self, *, history_size: int = 10_000) -> None:
+    def __init__(self, *, history_size: int = 10_000, version: KubernetesVersion = NEWEST) -> None:
+        self.version = version
         self._objects: dict[str, dict[_Key, tuple[JsonDict, bytes]]] = {r: {} for r in RESOURCES}
         self._sorted_keys: dict[str, list[_Key]] = {}  # per resource, rebuilt after add/remove
         self._revision = 0
@@ -268,7 +274,18 @@ class Store(Deletion):
         self._emit(event_type, resource, key, stored, encoded, old)
         return obj
 
-    def create(self, resource: str, namespace: str | None, obj: JsonDict) -> JsonDict:
+    def _validation(self, validation: FieldValidation | None) -> FieldValidation:
+        return validation if validation is not None else FieldValidation(self.version)
+
+    def create(
+        self,
+        resource: str,
+        namespace: str | None,
+        obj: JsonDict,
+        validation: FieldValidation | None = None,
+    ) -> JsonDict:
+        """POST: fields the release does not serve are dropped as ``validation`` says
+        (silently when None)."""
         kind = self._type(resource)
         obj = copy_object(obj)
         metadata = obj.setdefault("metadata", {})
@@ -317,7 +334,8 @@ class Store(Deletion):
             metadata.pop(transient, None)
         if kind.generation:
             metadata["generation"] = 1
-        default(resource, obj)
+        self._validation(validation).drop(resource, obj)
+        default(resource, obj, self.version)
         validate(resource, obj)
         created = self._commit("ADDED", resource, key, obj, None)
         if resource == "namespaces":
@@ -330,7 +348,14 @@ class Store(Deletion):
             raise errors.conflict(resource, name)
 
     def _update(
-        self, resource: str, namespace: str | None, name: str, obj: JsonDict, *, status_only: bool
+        self,
+        resource: str,
+        namespace: str | None,
+        name: str,
+        obj: JsonDict,
+        *,
+        status_only: bool,
+        validation: FieldValidation | None = None,
     ) -> JsonDict:
         kind = self._type(resource)
         current, _ = self._stored(resource, namespace, name)
@@ -363,6 +388,7 @@ class Store(Deletion):
                     updated["status"] = current["status"]
                 else:
                     updated.pop("status", None)
+            self._validation(validation).drop(resource, updated, current)
             if kind.generation and updated.get("spec") != current.get("spec"):
                 metadata["generation"] = current["metadata"].get("generation", 1) + 1
             validate(resource, updated)
@@ -375,9 +401,18 @@ class Store(Deletion):
             self._remove(resource, key)
         return result
 
-    def replace(self, resource: str, namespace: str | None, name: str, obj: JsonDict) -> JsonDict:
+    def replace(
+        self,
+        resource: str,
+        namespace: str | None,
+        name: str,
+        obj: JsonDict,
+        validation: FieldValidation | None = None,
+    ) -> JsonDict:
         """PUT: 409 Conflict when ``metadata.resourceVersion`` is set and stale."""
-        return self._update(resource, namespace, name, obj, status_only=False)
+        return self._update(
+            resource, namespace, name, obj, status_only=False, validation=validation
+        )
 
     def patch(
         self,
@@ -388,16 +423,14 @@ class Store(Deletion):
         content_type: str,
         *,
         status: bool = False,
+        validation: FieldValidation | None = None,
     ) -> JsonDict:
         """PATCH the object (or only its ``.status`` when ``status``)."""
         current, _ = self._stored(resource, namespace, name)
         patched = apply_patch(copy_object(current), patch, content_type)
-        if (
-            patched.get("metadata", {}).get("resourceVersion")
-            == current["metadata"]["resourceVersion"]
-        ):
-            pass
-        return self._update(resource, namespace, name, patched, status_only=status)
+        return self._update(
+            resource, namespace, name, patched, status_only=status, validation=validation
+        )
 
     def update_status(
         self,

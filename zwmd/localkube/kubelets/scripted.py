@@ -136,7 +136,7 @@ class ScriptedKubelet:
     # --- finding pods ---------------------------------------------------------------
 
     def _unclaimed(self, namespace: str, job_name: str | None) -> str | None:
-        selector = None if job_name is None else f"batch.kubernetes.io/job-name={job_name}"
+        selector = None if job_name is None else f"job-name={job_name}"  # every release
         pods, _ = self._store.list("pods", namespace, label_selector=selector)
         pods.sort(key=lambda p: int(p["metadata"].get("resourceVersion") or 0))
         for pod in pods:
