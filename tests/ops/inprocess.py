@@ -26,6 +26,7 @@ from tests.inprocess import create_namespace
 from tests.inprocess import until as shared_until
 from zwmd.daemon.serving import DaemonConfig
 from zwmd.localkube import LocalKube
+from zwmd.localkube.podbackoff import TEST_SCALE
 
 
 @dataclass
@@ -43,7 +44,11 @@ class Cluster:
 
     async def start(self, tg: anyio.abc.TaskGroup, namespace: str) -> LocalKube:
         kube = self._stopped or LocalKube(
-            host="127.0.0.1", port=self.port, kubelet="process", unauthenticated="anonymous"
+            host="127.0.0.1",
+            port=self.port,
+            kubelet="process",
+            unauthenticated="anonymous",
+            pod_backoff_scale=TEST_SCALE,
         )
         self._scope = await tg.start(self._serve, kube)
         create_namespace(kube, namespace)
