@@ -39,6 +39,7 @@ from zwmd.daemon.serving import DaemonConfig, serve
 from zwmd.daemon.starting import daemon_config
 from zwmd.localkube import ApiError, LocalKube
 from zwmd.localkube.kubelets import ScriptedKubelet
+from zwmd.localkube.podbackoff import TEST_SCALE
 from zwmd.logs.filestore import FileLogStore
 from zwmd.logs.store import LogStore
 from zwmd.metrics import Metrics
@@ -86,12 +87,14 @@ def create_namespace(kube: LocalKube, namespace: str, *, service_account: bool =
 @pytest.fixture(scope="module")
 async def kube() -> AsyncIterator[LocalKube]:
     """A localkube for a test module whose pods do only what the test tells the scripted
-    kubelet (a conftest imports this fixture and :func:`kubeconfig`)."""
+    kubelet (a conftest imports this fixture and :func:`kubeconfig`); a failed pod is
+    replaced after upstream's backoff at the test scale (0.1 s, 0.2 s, ...)."""
     async with LocalKube(
         kubernetes_version=KUBERNETES_VERSION,
         kubelet="scripted",
         bookmark_interval=0.5,
         unauthenticated="anonymous",
+        pod_backoff_scale=TEST_SCALE,
     ) as localkube:
         yield localkube
 

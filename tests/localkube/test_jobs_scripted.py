@@ -16,6 +16,7 @@ from kubernetes_asyncio import client, config
 
 from zwmd.localkube import LocalKube
 from zwmd.localkube.kubelets import ScriptedKubelet
+from zwmd.localkube.podbackoff import TEST_SCALE
 
 pytestmark = pytest.mark.anyio
 
@@ -24,7 +25,7 @@ NS = "default"
 
 @pytest.fixture
 async def kube(tmp_path: Path) -> AsyncIterator[tuple[LocalKube, ScriptedKubelet, Any]]:
-    async with LocalKube(kubelet="scripted") as localkube:
+    async with LocalKube(kubelet="scripted", pod_backoff_scale=TEST_SCALE) as localkube:
         api = await config.new_client_from_config(
             config_file=str(localkube.write_kubeconfig(tmp_path / "kubeconfig"))
         )

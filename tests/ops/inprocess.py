@@ -27,6 +27,7 @@ from tests.inprocess import create_namespace
 from tests.inprocess import until as shared_until
 from zwmd.daemon.serving import DaemonConfig
 from zwmd.localkube import LocalKube
+from zwmd.localkube.podbackoff import TEST_SCALE
 
 
 @dataclass
@@ -49,6 +50,7 @@ class Cluster:
             port=self.port,
             kubelet="process",
             unauthenticated="anonymous",
+            pod_backoff_scale=TEST_SCALE,
         )
         self._scope = await tg.start(self._serve, kube)
         create_namespace(kube, namespace)

@@ -4,7 +4,10 @@
 machine. It is the production code path unchanged; only the Kubernetes API is
 :class:`zwmd.localkube.LocalKube` on a free loopback port, whose kubelet runs each pod's
 command as a host process (the image is ignored). The namespace and the runner service
-account are created in it, so no other set-up is needed.
+account are created in it, so no other set-up is needed. Its Job controller waits
+before replacing a failed pod as a cluster's does (10 s, doubling up to 6 min), not at
+the fast scale ``LocalKube()`` uses in tests: with ``JOB_BACKOFF_LIMIT`` above 0, a
+retried run is paced here as it will be in production.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from pathlib import Path
 import anyio
 
 from zwmd.localkube import ApiError, LocalKube
+from zwmd.localkube.podbackoff import UPSTREAM_SCALE
 
 
 @contextlib.asynccontextmanager
@@ -24,7 +28,7 @@ async def local_cluster(
 ) -> AsyncIterator[Path]:
     """Run localkube for the duration; yields the kubeconfig that reaches it."""
     state_dir.mkdir(parents=True, exist_ok=True)  # noqa: ASYNC240 - once, at start-up
-    kube = LocalKube(host="127.0.0.1", port=0, kubelet="process")
+    kube = LocalKube(host="127.0.0.1", port=0, kubelet="process", pod_backoff_scale=UPSTREAM_SCALE)
     async with anyio.create_task_group() as tg:
         await tg.start(kube.serve)
         for resource, ns, obj in (

@@ -16,6 +16,7 @@ import anyio
 
 from zwmd.localkube.cluster import LocalKube
 from zwmd.localkube.garbagecollector import DEFAULT_DELAY
+from zwmd.localkube.podbackoff import UPSTREAM_SCALE, check_scale
 from zwmd.localkube.versions import NEWEST, OLDEST, KubernetesVersion
 
 
@@ -56,6 +57,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="seconds before the garbage collector deletes a deleted owner's dependents",
     )
     parser.add_argument(
+        "--pod-backoff-scale",
+        type=_scale,
+        default=UPSTREAM_SCALE,
+        metavar="SCALE",
+        help="multiply the Job controller's wait before replacing a failed pod (10 s, "
+        "doubling per consecutive failure up to 6 min): 1 is upstream's timing (default), "
+        "0.01 what LocalKube() uses in tests, 0 replaces failed pods at once",
+    )
+    parser.add_argument(
         "--unauthenticated",
         choices=["admin", "anonymous"],
         default="admin",
@@ -74,6 +84,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _scale(text: str) -> float:
+    try:
+        return check_scale(float(text))
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
 async def _serve(args: argparse.Namespace) -> None:
     kube = LocalKube(
         args.host,
@@ -84,6 +101,7 @@ async def _serve(args: argparse.Namespace) -> None:
         unauthenticated=args.unauthenticated,
         gc_delay=args.gc_delay,
         kubernetes_version=args.kubernetes_version,
+        pod_backoff_scale=args.pod_backoff_scale,
     )
     async with anyio.create_task_group() as group:
         await group.start(kube.serve)

@@ -20,6 +20,14 @@ Design notes:
 * ``kubernetes_version`` picks the release modelled (``"1.24"`` to ``"1.34"``, the newest
   by default; :mod:`zwmd.localkube.versions`): ``/version``, the fields served, the
   labels of a Job's pods and the Job controller's conditions follow it.
+* The Job controller waits before replacing a failed pod as upstream's does (10 s,
+  doubling per consecutive failure up to 6 min, reset by a success; see
+  :mod:`zwmd.localkube.podbackoff`), every delay multiplied by ``pod_backoff_scale``.
+  ``LocalKube()`` defaults to :data:`~zwmd.localkube.podbackoff.TEST_SCALE` (0.01: 0.1 s,
+  0.2 s, ... at most 3.6 s), because nearly every ``LocalKube`` is a test's and a test
+  that retries a pod should not wait minutes; the shared fixtures pass it explicitly.
+  ``zwmd localkube`` and ``zwmd serve --local`` run what people use, and default to 1.0,
+  upstream's timing. ``kube.job_controller.pod_backoff`` holds each Job's record.
 * Shutdown closes every watch first, so the HTTP server can stop without waiting on
   long-lived responses.
 """
@@ -43,6 +51,7 @@ from zwmd.localkube.garbagecollector import DEFAULT_DELAY, GarbageCollector
 from zwmd.localkube.kubeconfig import write_kubeconfig
 from zwmd.localkube.kubelets.process import ProcessKubelet
 from zwmd.localkube.kubelets.scripted import ScriptedKubelet
+from zwmd.localkube.podbackoff import TEST_SCALE
 from zwmd.localkube.podlogs import PodLogs
 from zwmd.localkube.rbac import BOOTSTRAP_POLICY
 from zwmd.localkube.server import create_app
@@ -57,7 +66,12 @@ _KUBELETS: dict[str, type[ProcessKubelet] | type[ScriptedKubelet]] = {
 
 
 class LocalKube:
-    """An in-process Kubernetes API server on 127.0.0.1."""
+    """An in-process Kubernetes API server on 127.0.0.1.
+
+    ``pod_backoff_scale`` multiplies the Job controller's pod failure backoff (upstream's
+    10 s doubling to 6 min): :data:`~zwmd.localkube.podbackoff.TEST_SCALE` (0.01) by
+    default, for tests; 1.0 for upstream's timing; 0 to replace failed pods at once.
+    """
 
     def __init__(
         self,
@@ -69,6 +83,7 @@ class LocalKube:
         bookmark_interval: float = 5.0,
         job_controller: bool = True,
         gc_delay: float = DEFAULT_DELAY,
+        pod_backoff_scale: float = TEST_SCALE,
         unauthenticated: str = "admin",
         kubernetes_version: str | KubernetesVersion = NEWEST,
     ) -> None:
@@ -91,7 +106,9 @@ class LocalKube:
             if kubelet not in _KUBELETS:
                 raise ValueError(f"unknown kubelet {kubelet!r}: choose process or scripted")
             self.kubelet = _KUBELETS[kubelet](self.store, self.pod_logs)
-        self.job_controller = JobController(self.store) if job_controller else None
+        self.job_controller = (
+            JobController(self.store, backoff_scale=pod_backoff_scale) if job_controller else None
+        )
         self.garbage_collector = GarbageCollector(self.store, delay=gc_delay)
         self._bookmark_interval = bookmark_interval
         self._task_group: anyio.abc.TaskGroup | None = None

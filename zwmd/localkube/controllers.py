@@ -5,9 +5,11 @@ models (:mod:`zwmd.localkube.versions`: the condition sequence and status fields
 from 1.24 to 1.34) for NonIndexed Jobs: pods from the template, ``parallelism``/``completions``, ``suspend``,
 ``backoffLimit``, ``activeDeadlineSeconds``, ``podFailurePolicy``,
 ``ttlSecondsAfterFinished``, the status counters and the ``FailureTarget``/``Failed``,
-``SuccessCriteriaMet``/``Complete`` and ``Suspended`` conditions, and a ``FailedCreate``
-Event when the pod's service account does not exist. The rules themselves live in
-:mod:`zwmd.localkube.jobrules`.
+``SuccessCriteriaMet``/``Complete`` and ``Suspended`` conditions, the pod failure
+backoff, and a ``FailedCreate`` Event when the pod's service account does not exist.
+The rules themselves live in :mod:`zwmd.localkube.jobrules`, the backoff in
+:mod:`zwmd.localkube.podbackoff`, creating pods in :mod:`zwmd.localkube.podcreation` and
+the Events in :mod:`zwmd.localkube.jobevents`; this module observes, decides and writes.
 
 Design notes:
 
@@ -23,14 +25,14 @@ Design notes:
   vanishes without reaching a terminal phase (deleted by someone else), is counted the
   first time it is seen so, whether it is still in the store or not. Pods the controller deletes
   because the Job was suspended, or left over once it succeeded, are not counted as
-  failures; those it kills for a deadline or a failure are.
+  failures; those it kills for a deadline or a failure are. What is counted also feeds
+  the pod failure backoff: a failure (or a pod a failure policy ignores) lengthens the
+  wait before the next pod, a success ends it.
 * Status is written only when it differs from what is stored, and with the store's
   ``update_status`` (it changes nothing but ``.status``); every write is a watch event
   for every client, so redundant writes would flood them.
-* The service account check stands in for the apiserver's admission plugin, which
-  localkube does not have: ``default`` always exists; any other name must be a
-  ServiceAccount in the namespace. Repeated failures update one Event (``count``,
-  ``lastTimestamp``) the way the event recorder aggregates them.
+* ``backoff_scale`` multiplies upstream's backoff (10 s doubling to 6 min): 1.0 by
+  default, as upstream; ``LocalKube`` passes its ``pod_backoff_scale``.
 """
 
 from __future__ import annotations
@@ -46,6 +48,9 @@ import anyio.lowlevel
 
 from zwmd.localkube import jobrules as rules
 from zwmd.localkube.errors import ApiError
+from zwmd.localkube.jobevents import JobEvents
+from zwmd.localkube.podbackoff import UPSTREAM_SCALE, Finished, PodBackoff, finished_at
+from zwmd.localkube.podcreation import PodCreator
 
 if TYPE_CHECKING:
     from zwmd.localkube.store import Store
@@ -59,20 +64,25 @@ Key = tuple[str, str]
 
 
 class JobController:
-    """Reconciles every Job in ``store``; :meth:`run` runs until cancelled."""
+    """Reconciles every Job in ``store``; :meth:`run` runs until cancelled.
+
+    ``backoff_scale`` multiplies the pod failure backoff (1.0: upstream's 10 s, 20 s,
+    40 s, ... at most 6 min; 0: replace a failed pod at once); ``pod_backoff`` holds
+    each Job's record, for tests that check what the controller decided."""
 
     def __init__(
         self,
         store: Store,
         *,
         retry_interval: float = 1.0,
-        backoff: float = 0.0,
+        backoff_scale: float = UPSTREAM_SCALE,
         emit_events: bool = True,
     ) -> None:
         self._store = store
         self._retry_interval = retry_interval
-        self._backoff = backoff
-        self._emit_events = emit_events
+        self.pod_backoff = PodBackoff(backoff_scale)
+        self._events = JobEvents(store, emit=emit_events)
+        self._creator = PodCreator(store, self._events, retry_interval=retry_interval)
         self._jobs: dict[Key, JsonDict] = {}
         self._keys: dict[str, Key] = {}  # job uid -> key
         self._pods: dict[str, dict[str, JsonDict]] = {}  # job uid -> pod name -> pod
@@ -82,8 +92,6 @@ class JobController:
         self._uncounted: set[str] = set()  # pod uids deleted on suspension or after success
         self._started: dict[str, float] = {}  # job uid -> precise start (deadlines)
         self._finished: dict[str, float] = {}  # job uid -> precise finish (TTL)
-        self._not_before: dict[str, float] = {}  # job uid -> earliest next pod (backoff)
-        self._failed_create: dict[str, str] = {}  # job uid -> FailedCreate Event name
         self._dirty: dict[Key, None] = {}
         self._timers: list[tuple[float, Key]] = []
         self._wake: anyio.Event | None = None  # made in run(): needs the event loop
@@ -106,9 +114,8 @@ class JobController:
         elif resource == "serviceaccounts" and event_type == "ADDED":
             namespace = obj.get("metadata", {}).get("namespace")
             for key in list(self._jobs):
-                if (
-                    key[0] == namespace
-                    and self._jobs[key]["metadata"]["uid"] in self._failed_create
+                if key[0] == namespace and self._events.failing_create(
+                    str(self._jobs[key]["metadata"]["uid"])
                 ):
                     self._mark(key)
 
@@ -124,8 +131,8 @@ class JobController:
             self._counts.pop(uid, None)
             self._started.pop(uid, None)
             self._finished.pop(uid, None)
-            self._not_before.pop(uid, None)
-            self._failed_create.pop(uid, None)
+            self.pod_backoff.forget(uid)
+            self._events.forget(uid)
             self._dirty.pop(key, None)
             return
         self._jobs[key] = job
@@ -232,7 +239,7 @@ class JobController:
                 active = []
                 if not delayed or not any(rules.is_terminating(p) for p in self._current(uid)):
                     rules.set_condition(status, "Failed", "True", *failure, stamp)
-                    self._event(job, "Warning", failure[0], failure[1])
+                    self._events.record(job, "Warning", failure[0], failure[1])
                     finished = True
                     self._finished[uid] = now
             elif success:
@@ -247,7 +254,7 @@ class JobController:
                         status, "Complete", "True", *rules.COMPLETIONS_REACHED, stamp
                     )
                     status["completionTime"] = stamp
-                    self._event(job, "Normal", "Completed", "Job completed")
+                    self._events.record(job, "Normal", "Completed", "Job completed")
                     finished = True
                     self._finished[uid] = now
             elif spec.get("suspend"):
@@ -255,7 +262,7 @@ class JobController:
                     rules.set_condition(
                         status, "Suspended", "True", "JobSuspended", "Job suspended", stamp
                     )
-                    self._event(job, "Normal", "Suspended", "Job suspended")
+                    self._events.record(job, "Normal", "Suspended", "Job suspended")
                 self._delete_pods(active, counted=False)
                 active = []
                 self._started.pop(uid, None)
@@ -264,7 +271,7 @@ class JobController:
                     rules.set_condition(
                         status, "Suspended", "False", "JobResumed", "Job resumed", stamp
                     )
-                    self._event(job, "Normal", "Resumed", "Job resumed")
+                    self._events.record(job, "Normal", "Resumed", "Job resumed")
                     status["startTime"] = stamp
                     self._started[uid] = now
                 if not status.get("startTime"):
@@ -273,7 +280,9 @@ class JobController:
                 deadline = self._deadline(job, status)
                 if deadline is not None:
                     wake.append(deadline)
-                created, retry = self._manage(job, status, succeeded, active, terminating, now)
+                created, retry = self._creator.create_missing(
+                    job, succeeded, active, terminating, now, self.pod_backoff.not_before(uid)
+                )
                 active += created
                 if retry is not None:
                     wake.append(retry)
@@ -302,6 +311,7 @@ class JobController:
             self._store.update_status("jobs", meta["namespace"], meta["name"], status)
 
         if finished:
+            self.pod_backoff.forget(uid)  # it makes no more pods
             wake_at = self._expire(job, status, now)
             if wake_at is not None:
                 wake.append(wake_at)
@@ -313,7 +323,8 @@ class JobController:
     def _count(
         self, job: JsonDict, pods: list[JsonDict], status: JsonDict
     ) -> tuple[str, str] | None:
-        """Count newly finished (or vanished) pods; a FailJob rule's failure if one matched."""
+        """Count newly finished (or vanished) pods, and tell the backoff; a FailJob rule's
+        failure if one matched."""
         uid = str(job["metadata"]["uid"])
         counts = self._counts.get(uid)
         if counts is None:
@@ -323,6 +334,7 @@ class JobController:
             ]
         counted = self._counted.setdefault(uid, {})
         fail_job: tuple[str, str] | None = None
+        finished: list[Finished] = []
         gone = self._gone.pop(uid, [])
         for pod, vanished in [(p, False) for p in pods] + [(p, True) for p in gone]:
             pod_uid = str(pod["metadata"].get("uid"))
@@ -332,6 +344,7 @@ class JobController:
             if phase == "Succeeded":
                 counted[pod_uid] = "succeeded"
                 counts[0] += 1
+                finished.append(Finished(finished_at(pod), succeeded=True))
                 continue
             if phase != "Failed" and not vanished:
                 continue
@@ -339,15 +352,16 @@ class JobController:
                 self._uncounted.discard(pod_uid)
                 counted[pod_uid] = "removed"
                 continue
+            finished.append(Finished(finished_at(pod), succeeded=False))
             action, message = rules.match_failure_policy(job, pod)
             if action == "Ignore":
                 counted[pod_uid] = "ignored"
                 continue
             counted[pod_uid] = "failed"
             counts[1] += 1
-            self._not_before[uid] = time.time() + self._backoff
             if action == "FailJob" and message is not None and fail_job is None:
                 fail_job = ("PodFailurePolicy", message)
+        self.pod_backoff.observe(uid, finished, time.time())
         return fail_job
 
     def _failure(
@@ -384,67 +398,6 @@ class JobController:
         started = self._started.get(uid) or rules.parse_rfc3339(status.get("startTime"))
         return None if started is None else started + float(seconds)
 
-    def _manage(
-        self,
-        job: JsonDict,
-        status: JsonDict,
-        succeeded: int,
-        active: list[JsonDict],
-        terminating: list[JsonDict],
-        now: float,
-    ) -> tuple[list[JsonDict], float | None]:
-        """Create the pods the Job lacks; returns them and when to retry if it could not."""
-        spec, meta = job.get("spec") or {}, job["metadata"]
-        uid = str(meta["uid"])
-        wanted = int(spec.get("parallelism", 1))
-        completions = rules.wanted_completions(spec)
-        if completions is not None:
-            wanted = min(wanted, completions - succeeded)
-        elif succeeded:
-            wanted = 0
-        busy = len(active)
-        if spec.get("podReplacementPolicy") == "Failed" or spec.get("podFailurePolicy"):
-            busy += len(terminating)
-        missing = wanted - busy
-        if missing <= 0:
-            return [], None
-        not_before = self._not_before.get(uid, 0.0)
-        if now < not_before:
-            return [], not_before
-        created: list[JsonDict] = []
-        for _ in range(missing):
-            name = f"{meta['name']}-{rules.random_suffix()}"
-            problem = self._admission_problem(job, name)
-            if problem is not None:
-                self._failed_create_event(job, f"Error creating: {problem}")
-                return created, now + self._retry_interval
-            pod = rules.pod_from_template(job, name)
-            try:
-                created.append(self._store.create("pods", meta["namespace"], pod))
-            except ApiError as error:
-                self._failed_create_event(job, f"Error creating: {error.message}")
-                return created, now + self._retry_interval
-            self._failed_create.pop(uid, None)
-            self._event(job, "Normal", "SuccessfulCreate", f"Created pod: {name}")
-        return created, None
-
-    def _admission_problem(self, job: JsonDict, pod_name: str) -> str | None:
-        namespace = job["metadata"]["namespace"]
-        pod_spec = (job.get("spec") or {}).get("template", {}).get("spec") or {}
-        account = pod_spec.get("serviceAccountName") or pod_spec.get("serviceAccount") or "default"
-        if account == "default":
-            return None
-        try:
-            self._store.get("serviceaccounts", namespace, account)
-        except ApiError as error:
-            if error.code != 404:
-                raise
-            return (
-                f'pods "{pod_name}" is forbidden: error looking up service account '
-                f'{namespace}/{account}: serviceaccount "{account}" not found'
-            )
-        return None
-
     def _delete_pods(self, pods: list[JsonDict], *, counted: bool) -> None:
         """Delete pods; ``counted``: a pod deleted before it finished counts as failed."""
         for pod in pods:
@@ -480,37 +433,3 @@ class JobController:
             if error.code != 404:
                 raise
         return None
-
-    # --- events -----------------------------------------------------------------------
-
-    def _event(self, job: JsonDict, kind: str, reason: str, message: str) -> None:
-        if self._emit_events:
-            self._record(job, kind, reason, message)
-
-    def _failed_create_event(self, job: JsonDict, message: str) -> None:
-        uid = str(job["metadata"]["uid"])
-        name = self._failed_create.get(uid)
-        stamp = rules.now_rfc3339(time.time())
-        if name is not None:
-            try:
-                event = self._store.get("events", job["metadata"]["namespace"], name)
-                count = int(event.get("count") or 1) + 1
-                self._store.patch(
-                    "events",
-                    job["metadata"]["namespace"],
-                    name,
-                    {"count": count, "lastTimestamp": stamp, "message": message},
-                    "application/merge-patch+json",
-                )
-                return
-            except ApiError:
-                pass
-        self._failed_create[uid] = self._record(job, "Warning", "FailedCreate", message)
-
-    def _record(self, job: JsonDict, kind: str, reason: str, message: str) -> str:
-        event = rules.event_for(job, kind, reason, message, time.time_ns())
-        try:
-            self._store.create("events", job["metadata"]["namespace"], event)
-        except ApiError as error:
-            logger.debug("event for job %s: %s", job["metadata"]["name"], error.message)
-        return str(event["metadata"]["name"])

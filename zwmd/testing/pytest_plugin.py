@@ -3,7 +3,9 @@
 Fixtures:
 
 * ``localkube`` (session): a running :class:`~zwmd.localkube.LocalKube` on 127.0.0.1
-  with the process kubelet (pod commands run as host processes); started once.
+  with the process kubelet (pod commands run as host processes); started once. Its Job
+  controller replaces failed pods after upstream's backoff scaled by
+  :data:`~zwmd.localkube.podbackoff.TEST_SCALE` (0.1 s, 0.2 s, ... at most 3.6 s).
 * ``localkube_kubeconfig`` (session): the path of a kubeconfig for it.
 * ``kube_api_client``: a kubernetes-asyncio ``ApiClient`` configured from that
   kubeconfig, closed after the test.
@@ -27,6 +29,7 @@ from kubernetes_asyncio import config
 from kubernetes_asyncio.client import ApiClient
 
 from zwmd.localkube import LocalKube
+from zwmd.localkube.podbackoff import TEST_SCALE
 
 
 @pytest.fixture(scope="session")
@@ -37,7 +40,7 @@ def anyio_backend() -> str:
 @pytest.fixture(scope="session")
 async def localkube() -> AsyncIterator[LocalKube]:
     """A LocalKube serving on 127.0.0.1 for the whole session."""
-    async with LocalKube(kubelet="process") as kube:
+    async with LocalKube(kubelet="process", pod_backoff_scale=TEST_SCALE) as kube:
         yield kube
 
 
