@@ -21,6 +21,7 @@ import anyio
 import pytest
 from kubernetes_asyncio import client, config
 
+from tests.localkube.test_jobs_scripted import manifest
 from zwmd.localkube import LocalKube
 from zwmd.localkube.cli import build_parser
 from zwmd.localkube.controllers import JobController
@@ -129,22 +130,6 @@ async def localkube(
             yield kube, kube.kubelet, api
         finally:
             await api.close()
-
-
-def manifest(name: str, **spec: Any) -> Any:
-    """A Job body (a dict, which kubernetes-asyncio sends as it is)."""
-    return {
-        "metadata": {"name": name},
-        "spec": {
-            "template": {
-                "spec": {
-                    "restartPolicy": "Never",
-                    "containers": [{"name": "main", "image": "busybox", "command": ["true"]}],
-                }
-            },
-            **spec,
-        },
-    }
 
 
 async def create(api: Any, body: Any) -> str:
