@@ -13,8 +13,6 @@ then they fail.
 
 from __future__ import annotations
 
-import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -29,16 +27,7 @@ import httpx
 import pytest
 
 from tests.daemon_process import DaemonProcess, free_port, start_daemon
-
-
-def require(binary: str) -> str:
-    path = shutil.which(binary)
-    if path is None:
-        message = f"{binary} is not installed (apt-get install prometheus)"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
-    return path
+from tests.prometheus import require, running_prometheus, wait_for
 
 
 @pytest.fixture
@@ -66,80 +55,26 @@ def run(daemon: DaemonProcess, command: str) -> dict[str, Any]:
         return workload
 
 
-def wait_for(check: Any, timeout: float = 60.0, what: str = "") -> Any:
-    """The first truthy ``check()`` (a hang guard, not a timed assertion)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"gave up waiting for {what or check}")
-        time.sleep(0.2)
-
-
 def test_prometheus_scrapes_the_number_of_finished_workloads(
     daemon: tuple[DaemonProcess, str], tmp_path: Path
 ) -> None:
-    binary = require("prometheus")
     process, metrics_url = daemon
     outcomes = [run(process, command)["state"] for command in ("exit 0", "exit 0", "exit 7")]
     assert outcomes == ["succeeded", "succeeded", "failed"]
     finished_at = time.time()
 
-    port = free_port()
-    config = tmp_path / "prometheus.yml"
-    config.write_text(
-        "global:\n"
-        "  scrape_interval: 1s\n"
-        "scrape_configs:\n"
-        "  - job_name: zwmd\n"
-        "    static_configs:\n"
-        f"      - targets: ['{metrics_url.removeprefix('http://')}']\n"
-    )
-    log = (tmp_path / "prometheus.log").open("wb")
-    prometheus = subprocess.Popen(
-        [
-            binary,
-            f"--config.file={config}",
-            f"--storage.tsdb.path={tmp_path / 'tsdb'}",
-            f"--web.listen-address=127.0.0.1:{port}",
-        ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    api = httpx.Client(base_url=f"http://127.0.0.1:{port}/api/v1", timeout=10)
-    try:
-
-        def query(promql: str) -> list[dict[str, Any]]:
-            body = api.get("/query", params={"query": promql}).json()
-            assert body["status"] == "success", body
-            result: list[dict[str, Any]] = body["data"]["result"]
-            return result
-
-        def scraped_after_the_runs() -> bool:
-            try:
-                last = query('timestamp(up{job="zwmd"} == 1)')
-            except (httpx.TransportError, ValueError):
-                return False  # not listening yet
-            return bool(last) and float(last[0]["value"][1]) > finished_at
-
-        wait_for(scraped_after_the_runs, what="a scrape of zwmd after the runs")
-
-        (finished,) = query("sum(zwmd_workloads_finished_total)")
+    target = metrics_url.removeprefix("http://")
+    with running_prometheus(tmp_path / "prometheus", [target]) as prometheus:
+        wait_for(lambda: prometheus.scraped_after(finished_at), what="a scrape after the runs")
+        (finished,) = prometheus.query("sum(zwmd_workloads_finished_total)")
         assert float(finished["value"][1]) == 3
         by_outcome = {
             r["metric"]["outcome"]: float(r["value"][1])
-            for r in query("sum by (outcome) (zwmd_workloads_finished_total)")
+            for r in prometheus.query("sum by (outcome) (zwmd_workloads_finished_total)")
         }
         assert by_outcome == {"succeeded": 2, "failed": 1, "cancelled": 0}
-        (up,) = query('up{job="zwmd"}')
+        (up,) = prometheus.query('up{job="zwmd"}')
         assert up["value"][1] == "1"
-    finally:
-        api.close()
-        prometheus.terminate()
-        prometheus.wait(10)
-        log.close()
 
 
 def test_promtool_has_nothing_to_say_about_the_exposition(
