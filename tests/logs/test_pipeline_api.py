@@ -18,14 +18,13 @@ import pytest
 
 from tests.clusterversion import KUBERNETES_VERSION
 from tests.logs.pipelines import TTL_SECONDS, Daemon, messages, until
+from tests.zenml.servers import PYTHON as ZENML_PYTHON
 from zwmd.kube import naming
 from zwmd.localkube import LocalKube
 from zwmd.logs.records import MAX_LINE_BYTES
 from zwmd.logs.store import LogKey
 
 pytestmark = pytest.mark.anyio
-
-ZENML_VENV = Path("/tmp/zwmd-zenml-venv/bin/python")
 
 
 @pytest.fixture(scope="module")
@@ -177,7 +176,7 @@ async def test_zenml_format_lines_are_log_entries(daemon: Daemon) -> None:
     times = [datetime.fromisoformat(e["timestamp"]) for e in entries]
     assert times == sorted(times)
     if await anyio.Path(
-        ZENML_VENV
+        ZENML_PYTHON
     ).exists():  # the real model, from the ZenML the CI installs beside us
         check = (
             "import sys\n"
@@ -187,7 +186,7 @@ async def test_zenml_format_lines_are_log_entries(daemon: Daemon) -> None:
             "    print(e.message, e.level.value, e.timestamp.isoformat(), e.name)\n"
         )
         result = await anyio.run_process(
-            [str(ZENML_VENV), "-c", check], input="\n".join(lines).encode(), check=False
+            [str(ZENML_PYTHON), "-c", check], input="\n".join(lines).encode(), check=False
         )
         assert result.returncode == 0, result.stderr.decode()
         parsed = result.stdout.decode().splitlines()
