@@ -359,18 +359,22 @@ def test_every_field_declares_its_variable_and_an_example() -> None:
 
 
 def test_variable_names_are_exact(home: dict[str, str]) -> None:
-    env = {
-        **MINIMAL,
-        **home,
-        "api_port": "1",
-        "zwmd_api_port": "2",
-        "ZWMD_Api_Port": "3",
-        "namespace": "other",
-        f"{K}namespace": "other",
-    }
+    env = {**MINIMAL, **home, "api_port": "1", "zwmd_api_port": "2", "namespace": "other"}
     settings = load_settings(env)
     assert settings.api_port == 8390
     assert settings.namespace == "zenml-workspace-namespace"
+
+
+def test_a_miscased_name_with_a_zwmd_prefix_is_refused_with_the_right_spelling(
+    home: dict[str, str],
+) -> None:
+    env = {**MINIMAL, **home, "ZWMD_Api_Port": "3", f"{K}namespace": "other"}
+    with pytest.raises(SettingsError) as caught:
+        load_settings(env)
+    assert [str(problem) for problem in caught.value.problems] == [
+        f"{K}namespace: is not a variable zwmd reads; did you mean {K}NAMESPACE?",
+        "ZWMD_Api_Port: is not a variable zwmd reads; did you mean ZWMD_API_PORT?",
+    ]
 
 
 def test_an_explicit_environment_ignores_the_process_one(

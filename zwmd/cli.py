@@ -87,9 +87,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _config(*, local: bool) -> int:
     """``zwmd config``: exit 0 with the table, or 2 with one line per problem."""
     from zwmd import settings
+    from zwmd.daemon.starting import configure
 
     try:
-        loaded = settings.load_settings(local=local)
+        loaded = configure(local=local).settings
     except settings.SettingsError as err:
         print(settings.format_problems(err), file=sys.stderr)
         return EXIT_USAGE

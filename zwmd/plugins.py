@@ -8,14 +8,17 @@ Design notes:
 - pluggy does not await. Hooks may return awaitables; :func:`resolve` awaits them.
 - ``ZWMD_DISABLE_PLUGINS`` (comma-separated entry-point names, e.g. ``aws,gcp``) keeps
   installed plugins from loading, without uninstalling them (pluggy's blocking).
-- :func:`require_implementation` turns "no plugin provides ``aws``" into the one thing an
-  operator needs to read: which distribution to install.
+- :func:`plugin_problems` judges the plugin side of a configuration, for every command
+  alike: the implementation must be provided (the problem names the distribution to
+  install), ``ZWMD_DISABLE_PLUGINS`` may name only installed plugins, and never the
+  builtin ``kubernetes``, without which nothing runs.
 """
 
 from __future__ import annotations
 
 import inspect
 import os
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from importlib import metadata
 from typing import Any
@@ -23,9 +26,11 @@ from typing import Any
 import pluggy
 
 from zwmd import hookspecs
+from zwmd.settings import Problem
 
 ENTRY_POINT_GROUP = "zwmd"
 DISABLE_VARIABLE = "ZWMD_DISABLE_PLUGINS"
+BUILTIN = "kubernetes"
 
 # where the implementations we know of are published
 DISTRIBUTIONS = {"aws": "zwmd-aws", "gcp": "zwmd-gcp"}
@@ -35,16 +40,29 @@ class PluginError(Exception):
     """A plugin is missing or misbehaved."""
 
 
-def plugin_manager(*, entry_points: bool = True) -> pluggy.PluginManager:
-    """A manager with zwmd's hookspecs and, unless told otherwise, every installed plugin."""
+def disabled_plugins(environ: Mapping[str, str] | None = None) -> list[str]:
+    """The plugin names ``ZWMD_DISABLE_PLUGINS`` lists (default: the process environment)."""
+    value = (os.environ if environ is None else environ).get(DISABLE_VARIABLE, "")
+    return [name.strip() for name in value.split(",") if name.strip()]
+
+
+def plugin_manager(
+    *, entry_points: bool = True, disabled: Iterable[str] | None = None
+) -> pluggy.PluginManager:
+    """A manager with zwmd's hookspecs and, unless told otherwise, every installed plugin
+    but the ``disabled`` ones (default: those of ``ZWMD_DISABLE_PLUGINS``)."""
     manager = pluggy.PluginManager(hookspecs.PROJECT)
     manager.add_hookspecs(hookspecs)
-    for name in os.environ.get(DISABLE_VARIABLE, "").split(","):
-        if name.strip():
-            manager.set_blocked(name.strip())
+    for name in disabled_plugins() if disabled is None else disabled:
+        manager.set_blocked(name)
     if entry_points:
         manager.load_setuptools_entrypoints(ENTRY_POINT_GROUP)
     return manager
+
+
+def installed_plugins() -> set[str]:
+    """The names of the installed plugins (entry points of the ``zwmd`` group)."""
+    return {entry.name for entry in metadata.entry_points(group=ENTRY_POINT_GROUP)}
 
 
 async def resolve(value: Any) -> Any:
@@ -61,16 +79,47 @@ def implementations(manager: pluggy.PluginManager) -> set[str]:
     return names
 
 
-def require_implementation(manager: pluggy.PluginManager, name: str) -> None:
-    """Raise :class:`PluginError` saying what to install when ``name`` is not provided."""
+def _install_hint(name: str) -> str:
+    if name in DISTRIBUTIONS:
+        distribution = DISTRIBUTIONS[name]
+        return f"install the {distribution} plugin: pip install ./plugins/{distribution} in zwmd's source"
+    return "install the plugin that provides it"
+
+
+def plugin_problems(
+    manager: pluggy.PluginManager,
+    *,
+    implementation: str,
+    implementation_variable: str,
+    disabled: Iterable[str] = (),
+) -> list[Problem]:
+    """What is wrong with the plugin side of a configuration (nothing: an empty list)."""
+    problems = []
+    known = installed_plugins()
+    for name in disabled:
+        if name == BUILTIN:
+            fault = "kubernetes is zwmd's builtin implementation and cannot be disabled"
+        elif name not in known:
+            fault = f"{name!r} is not an installed plugin (installed: {', '.join(sorted(known)) or 'none'})"
+        else:
+            continue
+        problems.append(Problem(DISABLE_VARIABLE, fault, "aws,gcp"))
     available = implementations(manager)
-    if name in available:
-        return
-    hint = f"install {DISTRIBUTIONS[name]}" if name in DISTRIBUTIONS else "install its plugin"
-    raise PluginError(
-        f"ZENML_SERVER_WORKLOAD_MANAGER_IMPLEMENTATION_SOURCE: implementation {name!r} is not "
-        f"installed ({hint}); installed: {', '.join(sorted(available)) or 'none'}"
-    )
+    if implementation not in available:
+        fault = (
+            f"implementation {implementation!r} is not installed "
+            f"(installed: {', '.join(sorted(available)) or 'none'}); {_install_hint(implementation)}"
+        )
+        problems.append(Problem(implementation_variable, fault, BUILTIN))
+    return problems
+
+
+def require_implementation(manager: pluggy.PluginManager, name: str) -> None:
+    """Raise :class:`PluginError` when no registered plugin provides ``name``."""
+    for problem in plugin_problems(
+        manager, implementation=name, implementation_variable="ZWMD_IMPLEMENTATION"
+    ):
+        raise PluginError(str(problem))
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ log line by line with what its pod printed. :class:`Verdict` counts what a user 
 call a bug: lines lost or doubled, workloads stuck, ghost runs (a Job that ran for a
 request whose caller was told it failed), and daemon crashes (exits the test did not
 cause). Each scenario asserts they are all 0 and writes its figures to
-``$ZWMD_FAULTS_REPORT`` (a directory) when set.
+``$ZWMD_TEST_FAULTS_REPORT`` (a directory) when set.
 """
 
 from __future__ import annotations
@@ -267,7 +267,7 @@ class Verdict:
         return {k: getattr(self, k) for k in keys if getattr(self, k)}
 
     def report(self) -> None:
-        where = os.environ.get("ZWMD_FAULTS_REPORT")
+        where = os.environ.get("ZWMD_TEST_FAULTS_REPORT")
         summary = json.dumps(asdict(self), indent=1)
         print(summary)
         if where:
@@ -407,7 +407,7 @@ def in_background(work: Callable[[], object]) -> Iterator[None]:
         thread.join(600)
 
 
-FAULT_SECONDS = float(os.environ.get("ZWMD_FAULTS_SECONDS", "60"))
+FAULT_SECONDS = float(os.environ.get("ZWMD_TEST_FAULTS_SECONDS", "60"))
 WORKLOADS = 100
 
 Fault = Callable[[Cluster], int]  # injects its fault; returns how many faults it caused

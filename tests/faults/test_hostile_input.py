@@ -26,7 +26,7 @@ from tests.faults.harness import Cluster, Daemon
 
 pytestmark = [pytest.mark.faults, pytest.mark.timeout(900)]
 
-EXAMPLES = int(os.environ.get("ZWMD_FAULTS_EXAMPLES", "200"))
+EXAMPLES = int(os.environ.get("ZWMD_TEST_FAULTS_EXAMPLES", "200"))
 
 
 def test_generated_requests_never_get_a_server_error(tmp_path: Path) -> None:
@@ -65,8 +65,8 @@ def test_generated_requests_never_get_a_server_error(tmp_path: Path) -> None:
         report: dict[str, Any] = {"scenario": "hostile_input"}
         report.update(requests=sum(statuses.values()), statuses=dict(sorted(statuses.items())))
         print(json.dumps(report))
-        if os.environ.get("ZWMD_FAULTS_REPORT"):
-            where = Path(os.environ["ZWMD_FAULTS_REPORT"])
+        if os.environ.get("ZWMD_TEST_FAULTS_REPORT"):
+            where = Path(os.environ["ZWMD_TEST_FAULTS_REPORT"])
             where.mkdir(parents=True, exist_ok=True)
             (where / "hostile_input.txt").write_text(json.dumps(report))
         assert not errors, errors[:20]

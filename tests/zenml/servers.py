@@ -1,7 +1,7 @@
 """A real ZenML 0.98.0 server for the adapter tests, run from its own virtualenv.
 
 zenml pins many packages, so it never enters the project's environment: it lives in the
-virtualenv named by ``ZWMD_ZENML_VENV`` (default ``.zenml-venv`` in the repository, made by the
+virtualenv named by ``ZWMD_TEST_ZENML_VENV`` (default ``.zenml-venv`` in the repository, made by the
 commands in ``tests/zenml/README.md``), with zwmd installed into it too. These helpers
 drive that environment from the outside, as an operator would: uvicorn serving
 ``zenml.zen_server.zen_server_api:app`` on 127.0.0.1 with a SQLite store in a temp dir,
@@ -25,7 +25,7 @@ import httpx
 from tests.daemon_process import free_port
 
 REPOSITORY = Path(__file__).resolve().parents[2]
-VENV = Path(os.environ.get("ZWMD_ZENML_VENV", REPOSITORY / ".zenml-venv"))
+VENV = Path(os.environ.get("ZWMD_TEST_ZENML_VENV", REPOSITORY / ".zenml-venv"))
 PYTHON = VENV / "bin" / "python"
 HERE = Path(__file__).resolve().parent
 ADAPTER_SOURCE = "zwmd.zenml.WorkloadManager"

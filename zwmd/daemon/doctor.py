@@ -36,15 +36,15 @@ from typing import Any, TextIO
 import anyio
 import pluggy
 
-from zwmd.daemon.starting import open_log_store, plugins_for
+from zwmd.daemon.starting import Configured, configure
 from zwmd.images.credentials import CredentialSource
 from zwmd.images.registry import RegistryAuthError, RegistryClient
 from zwmd.kube import cluster_version
 from zwmd.kube.client import KubeClient, KubeError, load_api_client
 from zwmd.logs.records import LogRecord
 from zwmd.logs.store import LogKey
-from zwmd.plugins import PluginError, resolve
-from zwmd.settings import Settings, SettingsError, format_problems, load_settings
+from zwmd.plugins import resolve
+from zwmd.settings import Settings, SettingsError, format_problems
 
 EXIT_FAILED = 1
 EXIT_CONFIG = 2
@@ -78,10 +78,17 @@ class Check:
 class Doctor:
     """Runs the checks; each appends rows to :attr:`rows`."""
 
-    settings: Settings
-    manager: pluggy.PluginManager
+    configured: Configured
     kubeconfig: str | None
     rows: list[Check]
+
+    @property
+    def settings(self) -> Settings:
+        return self.configured.settings
+
+    @property
+    def manager(self) -> pluggy.PluginManager:
+        return self.configured.manager
 
     def add(self, status: str, name: str, detail: str, fix: str = "") -> None:
         self.rows.append(Check(status, name, detail, fix))
@@ -281,7 +288,7 @@ class Doctor:
     async def log_store(self) -> None:
         name = self.settings.log_store
         try:
-            store = await open_log_store(self.settings, self.manager)
+            store = await self.configured.open_log_store()
             record = LogRecord.at(datetime.now(UTC), "zwmd", 20, "zwmd doctor: write check", 1)
             await store.append(LogKey(DOCTOR_ID, 1), [record])
             messages = [r.message async for r in store.read(DOCTOR_ID, attempt=1)]
@@ -345,35 +352,16 @@ def main(*, environ: Mapping[str, str] | None = None, out: TextIO | None = None)
     """``zwmd doctor``: print the report, return the exit code."""
     out = out or sys.stdout
     try:
-        settings = load_settings(environ)
+        configured = configure(environ)
     except SettingsError as exc:
         rows = [Check("FAIL", "configuration", "invalid", "fix each variable below")]
         print(render(rows), file=out)
         print(format_problems(exc), file=out)
         return EXIT_CONFIG
-    try:
-        manager = plugins_for(settings)
-    except PluginError as exc:
-        print(render([Check("FAIL", "configuration", str(exc), "install the plugin")]), file=out)
-        return EXIT_CONFIG
+    settings = configured.settings
     rows = [Check("ok", "configuration", f"valid (implementation {settings.implementation})")]
     paths: tuple[Path, ...] = settings.kubeconfig
-    doctor = Doctor(settings, manager, str(paths[0]) if paths else None, rows)
+    doctor = Doctor(configured, str(paths[0]) if paths else None, rows)
     anyio.run(doctor.run)
     print(render(rows), file=out)
     return EXIT_FAILED if any(r.status == "FAIL" for r in rows) else 0
-
-
-# For tests: run the checks in an existing event loop.
-async def check(
-    environ: Mapping[str, str], *, manager: pluggy.PluginManager | None = None
-) -> list[Check]:
-    settings = load_settings(environ)
-    doctor = Doctor(
-        settings,
-        manager or plugins_for(settings),
-        str(settings.kubeconfig[0]) if settings.kubeconfig else None,
-        [Check("ok", "configuration", "valid")],
-    )
-    await doctor.run()
-    return doctor.rows

@@ -12,7 +12,10 @@ Design notes:
 from __future__ import annotations
 
 import logging
+import os
 import sys
+from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -33,8 +36,23 @@ from zwmd.kube.watching import WatchTiming
 from zwmd.logs.pipeline import LogTiming
 from zwmd.logs.store import LogStore
 from zwmd.metrics import Metrics
-from zwmd.plugins import PluginError, describe, plugin_manager, require_implementation, resolve
-from zwmd.settings import Settings, SettingsError, format_problems, load_settings
+from zwmd.plugins import (
+    BUILTIN,
+    PluginError,
+    describe,
+    disabled_plugins,
+    plugin_manager,
+    plugin_problems,
+    resolve,
+)
+from zwmd.settings import (
+    IMPLEMENTATION_SOURCE,
+    Problem,
+    Settings,
+    SettingsError,
+    format_problems,
+    load_settings,
+)
 
 EXIT_CONFIG = 2
 
@@ -101,20 +119,52 @@ def image_config(settings: Settings) -> ImageConfig:
     )
 
 
-def plugins_for(settings: Settings) -> pluggy.PluginManager:
-    manager = plugin_manager()
-    manager.register(builtin, name="kubernetes")
-    require_implementation(manager, settings.implementation)
-    return manager
+@dataclass(frozen=True)
+class Configured:
+    """A configuration judged sound: the settings, the plugins, the log store's answer."""
+
+    settings: Settings
+    manager: pluggy.PluginManager
+    #: what ``zwmd_log_store`` answered: a store, or an awaitable of one
+    log_store: Any
+
+    async def open_log_store(self) -> LogStore:
+        return await resolve(self.log_store)  # type: ignore[no-any-return]
 
 
-async def open_log_store(settings: Settings, manager: pluggy.PluginManager) -> LogStore:
-    store = await resolve(manager.hook.zwmd_log_store(settings=settings, name=settings.log_store))
-    if store is None:
-        raise PluginError(
-            f"ZWMD_LOG_STORE: no installed plugin provides the log store {settings.log_store!r}"
-        )
-    return store  # type: ignore[no-any-return]
+def configure(environ: Mapping[str, str] | None = None, *, local: bool = False) -> Configured:
+    """Judge the configuration as ``config``, ``doctor`` and ``serve`` all do.
+
+    Raises :class:`SettingsError` with every problem: the settings' own (unknown
+    variables included), then the plugins' (the implementation is installed, the
+    disabled plugins exist) and the log store's (a plugin provides it).
+    """
+    settings = load_settings(environ, local=local)
+    disabled = disabled_plugins(environ)
+    # the builtin is never blocked: disabling it is a problem of its own, not a second one
+    manager = plugin_manager(disabled=[name for name in disabled if name != BUILTIN])
+    manager.register(builtin, name=BUILTIN)
+    given = os.environ if environ is None else environ
+    source = "ZWMD_IMPLEMENTATION" if given.get("ZWMD_IMPLEMENTATION") else None
+    problems = plugin_problems(
+        manager,
+        implementation=settings.implementation,
+        implementation_variable=source or IMPLEMENTATION_SOURCE,
+        disabled=disabled,
+    )
+    answer = None
+    if not problems:
+        try:
+            answer = manager.hook.zwmd_log_store(settings=settings, name=settings.log_store)
+        except PluginError as exc:
+            problems.append(Problem("ZWMD_LOG_STORE", str(exc), "file"))
+        else:
+            if answer is None:
+                fault = f"no installed plugin provides the log store {settings.log_store!r}"
+                problems.append(Problem("ZWMD_LOG_STORE", fault, "file"))
+    if problems:
+        raise SettingsError(problems)
+    return Configured(settings, manager, answer)
 
 
 def _first_kubeconfig(settings: Settings) -> str | None:
@@ -122,11 +172,12 @@ def _first_kubeconfig(settings: Settings) -> str | None:
     return str(paths[0]) if paths else None
 
 
-async def run(settings: Settings, manager: pluggy.PluginManager, local: bool) -> None:
+async def run(configured: Configured, local: bool) -> None:
+    settings, manager = configured.settings, configured.manager
     metrics = Metrics()
     for info in describe(manager):
         metrics.plugin_loaded(info.name, info.version)
-    store = await open_log_store(settings, manager)
+    store = await configured.open_log_store()
     async with anyio.create_task_group() as tg:
         tg.start_soon(maintain_log_store, store, metrics)
         if local:
@@ -168,19 +219,14 @@ def main(*, local: bool, environ: Any = None) -> int:
     """``zwmd serve``: the exit code (0 after a clean stop, 2 for configuration errors)."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     try:
-        settings = load_settings(environ, local=local)
+        configured = configure(environ, local=local)
     except SettingsError as exc:
         print(format_problems(exc), file=sys.stderr)
         return EXIT_CONFIG
-    try:
-        manager = plugins_for(settings)
-    except PluginError as exc:
-        print(str(exc), file=sys.stderr)
-        return EXIT_CONFIG
-    for note in settings.notes:
+    for note in configured.settings.notes:
         log.info("%s", note)
     try:
-        anyio.run(run, settings, manager, local)
+        anyio.run(run, configured, local)
     except PluginError as exc:
         print(str(exc), file=sys.stderr)
         return EXIT_CONFIG

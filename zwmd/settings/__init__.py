@@ -89,6 +89,7 @@ from zwmd.settings.resolving import (
     SettingsError,
     resolve,
 )
+from zwmd.settings.spelling import unknown_variables
 
 __all__ = [
     "DEFAULT_BUILDER_IMAGE",
@@ -321,6 +322,8 @@ class Settings(BaseModel):
             environ, keywords, local = os.environ, given, False
         resolved = resolve(_VARIABLES, environ, keywords, local=local)
         problems = list(resolved.problems)
+        if isinstance(info.context, LoadContext):  # a whole environment: check its names
+            problems += unknown_variables(environ, _FIELD_OF)
         model: Settings | None = None
         try:
             model = handler(resolved.values)

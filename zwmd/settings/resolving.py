@@ -75,7 +75,8 @@ class Problem:
     example: str
 
     def __str__(self) -> str:
-        return f"{self.variable}: {self.fault} (e.g. {self.example})"
+        example = f" (e.g. {self.example})" if self.example else ""
+        return f"{self.variable}: {self.fault}{example}"
 
 
 class SettingsError(Exception):

@@ -208,4 +208,4 @@ def test_choosing_aws_without_the_plugin_stops_zwmd_serve_saying_what_to_install
         timeout=60,
     )
     assert done.returncode == 2, done.stderr
-    assert "install zwmd-aws" in done.stderr
+    assert "pip install ./plugins/zwmd-aws" in done.stderr

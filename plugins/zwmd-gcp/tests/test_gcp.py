@@ -232,4 +232,4 @@ def test_choosing_gcp_without_the_plugin_stops_zwmd_serve_saying_what_to_install
         timeout=60,
     )
     assert done.returncode == 2, done.stderr
-    assert "install zwmd-gcp" in done.stderr
+    assert "pip install ./plugins/zwmd-gcp" in done.stderr
