@@ -46,9 +46,11 @@ import anyio
 import pluggy
 import uvicorn
 from anyio.abc import TaskStatus
+from kubernetes_asyncio.client import ApiClient
 
 from zwmd import builtin, systemd
 from zwmd.api import ApiLimits, create_app, create_probe_app
+from zwmd.daemon import startup
 from zwmd.daemon.notifying import HookNotifier
 from zwmd.daemon.operations import DaemonOperations
 from zwmd.engine.imagebuilds import ImageBuilds
@@ -58,7 +60,7 @@ from zwmd.engine.runners import Runners
 from zwmd.engine.workload import Transition, Workload
 from zwmd.images.modes import ImageConfig
 from zwmd.kube import cluster_version, naming
-from zwmd.kube.client import KubeClient, KubeError, load_api_client
+from zwmd.kube.client import ClusterConfigError, KubeClient, KubeError, load_api_client
 from zwmd.kube.informer import Informer
 from zwmd.kube.instrumentation import instrument_api_client
 from zwmd.kube.jobs import PodPolicy
@@ -94,6 +96,7 @@ class DaemonConfig:
     log_timing: LogTiming = field(default_factory=LogTiming)
     kube_request_timeout: float = 30.0  # seconds for a short Kubernetes call, all of it
     shutdown_grace: float = 8.0  # seconds requests in flight may take after SIGTERM
+    startup_timeout: float = 300.0  # seconds to wait for the first lists (0: for ever)
     images: ImageConfig = field(default_factory=ImageConfig)
     #: names of environment variables whose values are masked in logs (a regex)
     secret_name_pattern: str = DEFAULT_SECRET_NAME_PATTERN
@@ -253,8 +256,14 @@ async def serve(
     """
     metrics = metrics or Metrics()
     metrics.set_leader(True)  # one daemon: it leads (leader election is the HA work's)
-    api_client = await load_api_client(config.kubeconfig)
-    stream_client = await load_api_client(config.kubeconfig, max_connections=0)
+    sockets, metrics_sockets = _listen(config)
+    try:
+        api_client = await load_api_client(config.kubeconfig)
+        stream_client = await load_api_client(config.kubeconfig, max_connections=0)
+    except ClusterConfigError as exc:
+        for sock in sockets + metrics_sockets:
+            sock.close()
+        raise startup.no_cluster(exc, exc.path) from exc
     for client in (api_client, stream_client):
         instrument_api_client(client, metrics)
     kube = KubeClient(
@@ -324,17 +333,10 @@ async def serve(
     app = create_app(
         ops, token=None if config.api_socket else config.api_token, limits=config.api_limits
     )
-    sockets = [
-        _bind_unix_socket(config.api_socket)
-        if config.api_socket
-        else _bind_tcp(config.api_host, config.api_port)
-    ]
     server = _Server(uvicorn.Config(app, log_level="warning", lifespan="off", access_log=False))
     servers = [server]
-    metrics_sockets: list[socket.socket] = []
-    if config.metrics_port is not None:
+    if metrics_sockets:
         metrics_app = create_probe_app(ops)
-        metrics_sockets.append(_bind_tcp(config.metrics_host, config.metrics_port))
         servers.append(
             _Server(
                 uvicorn.Config(metrics_app, log_level="warning", lifespan="off", access_log=False)
@@ -351,7 +353,10 @@ async def serve(
             if metrics_sockets:
                 tg.start_soon(_serve_http, servers[1], metrics_sockets, stopped[1])
             await tg.start(reconciler.run)
+            waiting = anyio.CancelScope()
+            tg.start_soon(_report_slow_start, api_client, informer, config, waiting)
             await tg.start(informer.run)  # returns once both resources have listed
+            waiting.cancel()
             tg.start_soon(systemd.run_watchdog, lambda: ops.healthy()[0])
             systemd.ready("watching")
             log.info("zwmd ready: %s", _where(config))
@@ -372,6 +377,52 @@ async def serve(
             if config.api_socket:
                 with contextlib.suppress(FileNotFoundError):
                     config.api_socket.unlink()
+
+
+def check_listeners(config: DaemonConfig) -> None:
+    """Raise :class:`~zwmd.daemon.startup.StartupFailed` now if :func:`serve` could not
+    listen (local mode asks before its cluster writes a kubeconfig another daemon uses)."""
+    api, probes = _listen(config)
+    for sock in api + probes:
+        sock.close()
+
+
+def _listen(config: DaemonConfig) -> tuple[list[socket.socket], list[socket.socket]]:
+    """The API's listening socket, and the metrics listener's (if configured)."""
+    try:
+        if config.api_socket:
+            where, variable = f"unix:{config.api_socket}", "ZWMD_API_SOCKET"
+            api = _bind_unix_socket(config.api_socket)
+        else:
+            where, variable = f"{config.api_host}:{config.api_port}", "ZWMD_API_PORT"
+            api = _bind_tcp(config.api_host, config.api_port)
+    except OSError as exc:
+        raise startup.bind_failed(exc, where, variable) from exc
+    if config.metrics_port is None:
+        return [api], []
+    try:
+        return [api], [_bind_tcp(config.metrics_host, config.metrics_port)]
+    except OSError as exc:
+        api.close()
+        where = f"{config.metrics_host}:{config.metrics_port}"
+        raise startup.bind_failed(exc, where, "ZWMD_METRICS_PORT") from exc
+
+
+async def _report_slow_start(
+    api_client: ApiClient, informer: Informer, config: DaemonConfig, scope: anyio.CancelScope
+) -> None:
+    """Until ``scope`` is cancelled (both watches listed): say what the start waits for."""
+
+    def reason() -> str:
+        for watcher in informer.watchers:
+            if watcher.refused or watcher.last_error:
+                return watcher.refused or watcher.last_error
+        return "no answer yet"
+
+    with scope:
+        await startup.report_slow_start(
+            api_client.configuration.host or "(no host)", reason, timeout=config.startup_timeout
+        )
 
 
 async def _check_version(kube: KubeClient, config: DaemonConfig) -> None:

@@ -26,7 +26,8 @@ import pluggy
 from zwmd import builtin
 from zwmd.api import ApiLimits
 from zwmd.daemon.local import local_cluster
-from zwmd.daemon.serving import DaemonConfig, serve
+from zwmd.daemon.serving import DaemonConfig, check_listeners, serve
+from zwmd.daemon.startup import StartupFailed
 from zwmd.engine.reconciling import EngineTiming
 from zwmd.images.modes import ImageConfig
 from zwmd.kube.cluster_version import UnsupportedCluster
@@ -88,6 +89,7 @@ def daemon_config(settings: Settings, *, kubeconfig: str | None) -> DaemonConfig
         watch_timing=WatchTiming(inactivity_timeout=settings.watch_inactivity_timeout_seconds),
         log_timing=LogTiming(inactivity_timeout=settings.log_inactivity_timeout_seconds or None),
         shutdown_grace=settings.shutdown_grace_seconds,
+        startup_timeout=settings.startup_timeout_seconds,
         images=image_config(settings),
         secret_name_pattern=settings.secret_name_pattern,
         api_limits=ApiLimits(
@@ -181,6 +183,7 @@ async def run(configured: Configured, local: bool) -> None:
     async with anyio.create_task_group() as tg:
         tg.start_soon(maintain_log_store, store, metrics)
         if local:
+            check_listeners(daemon_config(settings, kubeconfig=None))
             async with local_cluster(
                 settings.state_dir, settings.namespace, settings.service_account
             ) as kubeconfig:
@@ -231,11 +234,12 @@ def main(*, local: bool, environ: Any = None) -> int:
         print(str(exc), file=sys.stderr)
         return EXIT_CONFIG
     except BaseExceptionGroup as group:  # raised inside run()'s task group
-        unsupported, rest = group.split(UnsupportedCluster)
-        if unsupported is None or rest is not None:
+        failed, rest = group.split((UnsupportedCluster, StartupFailed))
+        if failed is None or rest is not None:
             raise
-        for leaf in _leaves(unsupported):
-            print(f"zwmd cannot serve this cluster: {leaf}", file=sys.stderr)
+        for leaf in _leaves(failed):
+            what = "serve this cluster" if isinstance(leaf, UnsupportedCluster) else "start"
+            print(f"zwmd cannot {what}: {leaf}", file=sys.stderr)
         return EXIT_CONFIG
     except KeyboardInterrupt:
         pass

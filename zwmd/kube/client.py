@@ -112,11 +112,27 @@ async def load_api_client(
     configuration = k8s.Configuration()
     configuration.connection_pool_maxsize = max_connections
     path = kubeconfig or os.environ.get("KUBECONFIG")
-    if path:
-        await k8s_config.load_kube_config(config_file=path, client_configuration=configuration)
-    else:
-        k8s_config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
+    try:
+        if path:
+            await k8s_config.load_kube_config(config_file=path, client_configuration=configuration)
+        else:
+            k8s_config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
+    except Exception as exc:  # a missing, unreadable or malformed configuration, of any kind
+        raise ClusterConfigError(path, exc) from exc
     return k8s.ApiClient(configuration)
+
+
+class ClusterConfigError(Exception):
+    """No usable cluster configuration: the kubeconfig ``path`` (None: in-cluster) failed."""
+
+    def __init__(self, path: str | None, cause: Exception) -> None:
+        super().__init__(str(cause) or repr(cause))
+        self.path = path
+
+
+def _said(exc: BaseException) -> str:
+    """An exception in its own words (``Cannot connect to host ...``), or its repr."""
+    return str(exc) or repr(exc)
 
 
 def _retry_after(headers: Mapping[str, str]) -> float | None:
@@ -266,7 +282,7 @@ class KubeClient:
                 self.connectivity.request_timed_out(f"{method} {path}", self.request_timeout)
             raise KubeError(0, "Unreachable", f"{method} {path}: timed out ({exc!r})") from exc
         except (aiohttp.ClientError, OSError) as exc:
-            raise KubeError(0, "Unreachable", f"{method} {path}: {exc!r}") from exc
+            raise KubeError(0, "Unreachable", f"{method} {path}: {_said(exc)}") from exc
         self.connectivity.answered(stream)
         await _raise_for_status(
             response, " ".join(classify(method, path, query.items() if query else None))

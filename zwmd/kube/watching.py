@@ -107,6 +107,7 @@ class Watcher:
     listed: bool = False  # at least one list has succeeded
     reachable: bool = False  # the last request to the apiserver succeeded
     refused: str = ""  # why the apiserver refused the last request (401, 403), explained
+    last_error: str = ""  # the last failed request, explained ("": none since a success)
     last_progress: float = field(default_factory=time.monotonic)
     _backoff: Backoff = field(init=False)
     _due: float = math.inf  # when the loop must show life again (inf: not running)
@@ -151,6 +152,7 @@ class Watcher:
                     continue
                 self.reachable = exc.code != 0 and exc.code < 500
                 self.refused = exc.explained() if exc.refused else ""
+                self.last_error = exc.explained()
                 self.observer.watch_restart(self.resource, "error")
                 await self._back_off(exc.retry_after)
 
@@ -166,7 +168,7 @@ class Watcher:
     async def _list(self) -> None:
         self._progress()
         items, version = await self.kube.list(self.resource, label_selector=self.label_selector)
-        self.reachable, self.refused = True, ""
+        self.reachable, self.refused, self.last_error = True, "", ""
         self._backoff.reset()
         self._progress()
         self.observer.watch_relist(self.resource)
@@ -184,7 +186,7 @@ class Watcher:
             timeout_seconds=self.timing.server_timeout,
             inactivity_timeout=self.timing.inactivity_timeout,
         )
-        self.reachable, self.refused = True, ""
+        self.reachable, self.refused, self.last_error = True, "", ""
         self._backoff.reset()
         async with stream:
             lines = stream.lines().__aiter__()

@@ -277,6 +277,9 @@ class Settings(BaseModel):
     shutdown_grace_seconds: ft.Seconds = Field(
         default=8.0, validation_alias="ZWMD_SHUTDOWN_GRACE_SECONDS", examples=["8"]
     )
+    startup_timeout_seconds: ft.Seconds = Field(
+        default=300.0, validation_alias="ZWMD_STARTUP_TIMEOUT_SECONDS", examples=["300"]
+    )
     secret_name_pattern: ft.NamePattern = Field(
         default=DEFAULT_SECRET_NAME_PATTERN,
         validation_alias="ZWMD_SECRET_NAME_PATTERN",
