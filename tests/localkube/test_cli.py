@@ -81,6 +81,14 @@ def test_kubeconfig_works_with_kubectl(localkube_process: tuple[str, Path]) -> N
     kubectl_run("create", "configmap", "settings", "--from-literal=a=b")
     assert kubectl_run("get", "configmaps", "-o", "name").split() == ["configmap/settings"]
     assert kubectl_run("get", "configmap", "settings", "-o", "jsonpath={.data.a}") == "b"
+    # kubectl get prints the server's Table: the columns real Kubernetes has for ConfigMaps
+    header, row = kubectl_run("get", "configmaps").splitlines()
+    assert header.split() == ["NAME", "DATA", "AGE"]
+    assert row.split()[:2] == ["settings", "1"]
+    assert kubectl_run("get", "configmap", "settings").splitlines()[1].split()[:2] == [
+        "settings",
+        "1",
+    ]
     kubectl_run("delete", "configmap", "settings")
     assert kubectl_run("get", "configmaps", "-o", "name").strip() == ""
 
