@@ -8,7 +8,8 @@ from per-kind column definitions (pods, jobs, configmaps, ... in upstream's prin
 falls back, for every other kind, to a default convertor with NAME and AGE. This module
 models that for the kinds localkube serves most: pods (READY STATUS RESTARTS AGE, with IP
 and NODE at priority 1 so that only ``-o wide`` shows them), jobs (STATUS COMPLETIONS
-DURATION AGE), configmaps (DATA) and secrets (TYPE DATA); others get NAME AGE.
+DURATION AGE), configmaps (DATA), secrets (TYPE DATA) and
+namespaces (STATUS); others get NAME AGE.
 
 ``includeObject`` follows upstream: ``Metadata`` (kubectl's default) fills each row's
 ``object`` with a ``PartialObjectMetadata``, ``Object`` with the whole object, ``None``
@@ -119,6 +120,11 @@ def _secret_cells(item: JsonDict, now: datetime.datetime) -> list[Any]:
     return [item["metadata"]["name"], item.get("type") or "Opaque", count, _age(item, now)]
 
 
+def _namespace_cells(item: JsonDict, now: datetime.datetime) -> list[Any]:
+    phase = (item.get("status") or {}).get("phase") or "Active"
+    return [item["metadata"]["name"], phase, _age(item, now)]
+
+
 def _default_cells(item: JsonDict, now: datetime.datetime) -> list[Any]:
     return [item["metadata"]["name"], _age(item, now)]
 
@@ -159,6 +165,7 @@ _PRINTERS: dict[str, tuple[list[JsonDict], _Cells]] = {
         _job_cells,
     ),
     "configmaps": ([_column("Name"), _column("Data", "integer"), _column("Age")], _configmap_cells),
+    "namespaces": ([_column("Name"), _column("Status"), _column("Age")], _namespace_cells),
     "secrets": (
         [_column("Name"), _column("Type"), _column("Data", "integer"), _column("Age")],
         _secret_cells,
