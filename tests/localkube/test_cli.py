@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -28,7 +29,7 @@ def localkube_process(tmp_path: Path) -> Iterator[tuple[str, Path]]:
             "--port",
             "0",
             "--kubelet",
-            "none",
+            "process",
             "--kubeconfig",
             str(kubeconfig),
             # kubectl 1.32 sends its typed commands' bodies (create configmap) as protobuf
@@ -81,8 +82,59 @@ def test_kubeconfig_works_with_kubectl(localkube_process: tuple[str, Path]) -> N
     kubectl_run("create", "configmap", "settings", "--from-literal=a=b")
     assert kubectl_run("get", "configmaps", "-o", "name").split() == ["configmap/settings"]
     assert kubectl_run("get", "configmap", "settings", "-o", "jsonpath={.data.a}") == "b"
+    # kubectl get prints the server's Table: the columns real Kubernetes has for ConfigMaps
+    header, row = kubectl_run("get", "configmaps").splitlines()
+    assert header.split() == ["NAME", "DATA", "AGE"]
+    assert row.split()[:2] == ["settings", "1"]
+    assert kubectl_run("get", "configmap", "settings").splitlines()[1].split()[:2] == [
+        "settings",
+        "1",
+    ]
     kubectl_run("delete", "configmap", "settings")
     assert kubectl_run("get", "configmaps", "-o", "name").strip() == ""
+
+
+def test_kubectl_runs_a_job_and_prints_its_columns(
+    localkube_process: tuple[str, Path], tmp_path: Path
+) -> None:
+    kubectl = shutil.which("kubectl")
+    if kubectl is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail("kubectl is missing (apt-get install kubernetes-client)")
+        pytest.skip("kubectl is not installed")
+    _, kubeconfig = localkube_process
+    env = {**os.environ, "KUBECONFIG": str(kubeconfig)}
+
+    def kubectl_run(*args: str) -> str:
+        done = subprocess.run([kubectl, *args], env=env, capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    manifest = tmp_path / "job.json"
+    container = {"name": "main", "image": "ignored", "command": ["/bin/sh", "-c", "echo hello"]}
+    pod_spec = {"restartPolicy": "Never", "containers": [container]}
+    job = {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {"name": "greet"},
+        "spec": {"template": {"spec": pod_spec}},
+    }
+    manifest.write_text(json.dumps(job))
+    # localkube serves no /openapi yet, so client-side validation is off
+    assert kubectl_run("apply", "--validate=false", "-f", str(manifest)).strip() == (
+        "job.batch/greet created"
+    )
+    kubectl_run("wait", "--for=condition=complete", "job/greet", "--timeout=50s")
+    header, row = kubectl_run("get", "jobs").splitlines()
+    assert header.split() == ["NAME", "STATUS", "COMPLETIONS", "DURATION", "AGE"]
+    assert row.split()[:3] == ["greet", "Complete", "1/1"]
+    header, row = kubectl_run("get", "pods", "-o", "wide").splitlines()
+    assert header.split()[:7] == ["NAME", "READY", "STATUS", "RESTARTS", "AGE", "IP", "NODE"]
+    assert row.split()[1:4] == ["0/1", "Completed", "0"]
+    assert kubectl_run("logs", "job/greet") == "hello\n"
+    kubectl_run("delete", "job", "greet", "--wait=false")
+    kubectl_run("wait", "--for=delete", "job/greet", "--timeout=50s")
+    assert kubectl_run("get", "namespaces").splitlines()[0].split() == ["NAME", "STATUS", "AGE"]
 
 
 def test_the_garbage_collector_delay_is_a_flag() -> None:

@@ -29,7 +29,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from zwmd.localkube import discovery, faults, streaming
+from zwmd.localkube import discovery, faults, streaming, tables
 from zwmd.localkube.audit import AuditEvent, AuditLog
 from zwmd.localkube.authn import Authenticator
 from zwmd.localkube.errors import ApiError, JsonDict, bad_request
@@ -115,7 +115,7 @@ def _decode_continue(token: str) -> tuple[str, str]:
         raise bad_request("continue key is not valid: invalid continue token") from None
 
 
-def list_response(store: Store, route: Route, query: Any) -> web.Response:
+def list_response(store: Store, route: Route, query: Any, accept: str = "") -> web.Response:
     limit = query_int(query, "limit")
     token = query.get("continue")
     page = store.list_page(
@@ -134,6 +134,10 @@ def list_response(store: Store, route: Route, query: Any) -> web.Response:
     head = orjson.dumps(
         {"kind": f"{kind.kind}List", "apiVersion": kind.api_version, "metadata": metadata}
     )
+    if tables.wants_table(accept):
+        items = [orjson.loads(item) for item in page.encoded_items]
+        include = query.get("includeObject", "Metadata")
+        return json_response(tables.table(route.resource, items, include, metadata))
     body = head[:-1] + b',"items":[' + b",".join(page.encoded_items) + b"]}"
     return raw_response(body)
 
@@ -171,7 +175,11 @@ async def handle_object(request: web.Request, store: Store, route: Route) -> web
     if route.subresource is not None and not (status_only and kind.status_subresource):
         raise ApiError(404, "NotFound", "the server could not find the requested resource")
     if method == "GET":
-        return raw_response(store.get_encoded(resource, namespace, name))
+        encoded = store.get_encoded(resource, namespace, name)
+        if tables.wants_table(request.headers.get("Accept", "")):
+            include = query.get("includeObject", "Metadata")
+            return json_response(tables.table(resource, [orjson.loads(encoded)], include, {}))
+        return raw_response(encoded)
     if method == "PUT":
         body = await read_json(request)
         if not isinstance(body, dict):
@@ -233,7 +241,7 @@ async def handle_collection(request: web.Request, store: Store, route: Route) ->
                 bookmark_interval=request.app[BOOKMARK_INTERVAL],
                 hold=request.app[FAULTS].hold,
             )
-        return list_response(store, route, request.query)
+        return list_response(store, route, request.query, request.headers.get("Accept", ""))
     if request.method == "POST":
         body = await read_json(request)
         if not isinstance(body, dict):
