@@ -30,7 +30,7 @@ from typing import Any
 
 import orjson
 
-from zwmd.localkube import errors
+from zwmd.localkube import errors, podsecurity
 from zwmd.localkube.admission import (
     RESOURCES,
     ResourceType,
@@ -334,9 +334,13 @@ class Store(Deletion):
             metadata.pop(transient, None)
         if kind.generation:
             metadata["generation"] = 1
-        self._validation(validation).drop(resource, obj)
+        validation = self._validation(validation)
+        validation.drop(resource, obj)
         default(resource, obj, self.version)
         validate(resource, obj)
+        if resource in ("pods", "jobs") and namespace is not None:
+            holder = self._objects["namespaces"][("", namespace)][0]
+            validation.warnings += podsecurity.admit(holder, resource, name, obj)
         created = self._commit("ADDED", resource, key, obj, None)
         if resource == "namespaces":
             self.create("serviceaccounts", name, {"metadata": {"name": "default"}})
