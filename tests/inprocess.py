@@ -95,6 +95,7 @@ async def kube() -> AsyncIterator[LocalKube]:
         bookmark_interval=0.5,
         unauthenticated="anonymous",
         pod_backoff_scale=TEST_SCALE,
+        owner_references_enforcement=True,
     ) as localkube:
         yield localkube
 

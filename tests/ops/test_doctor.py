@@ -109,7 +109,7 @@ async def test_a_good_set_up_passes_every_check(kube: LocalKube, tmp_path: Path)
         "skip",
         f"{namespace}: not checked (zwmd may not read Namespaces, nor needs to)",
     )
-    assert rows["permissions"][1].startswith("16 verbs allowed")
+    assert rows["permissions"][1].startswith("18 verbs allowed")
     assert "fix" not in output
 
 
