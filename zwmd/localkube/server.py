@@ -12,6 +12,11 @@ Design notes:
   historical default that catches clients which forget to ask for Background); the
   answer is ``202`` with the object while finalizers hold it, else the deleted Pod or a
   Success Status.
+* Admission that needs the requester (OwnerReferencesPermissionEnforcement, when on:
+  :mod:`zwmd.localkube.ownerrefs`) is handed to the store's create/replace/patch as a
+  callback, which sees the object after defaulting and validation, as upstream's
+  validating admission does; PodSecurity needs only the namespace and runs in the store,
+  so pods the Job controller creates pass through it too.
 * Pagination: ``continue`` is an opaque token encoding the last key served; items are
   ordered by (namespace, name) as etcd orders its keys.
 * A middleware applies injected faults (latency, 429/500) before any API request, notes
