@@ -33,7 +33,7 @@ import pytest
 
 from tests.clusterversion import KUBERNETES_VERSION
 from tests.daemon_process import free_port
-from tests.rbac import Rules, zwmd_kubeconfig
+from tests.rbac import NAMESPACE_LABELS, Rules, zwmd_kubeconfig
 from zwmd.daemon.operations import DaemonOperations
 from zwmd.daemon.serving import DaemonConfig, serve
 from zwmd.daemon.starting import daemon_config
@@ -72,7 +72,7 @@ def create_namespace(kube: LocalKube, namespace: str, *, service_account: bool =
     Either may exist already (a daemon started again in the same namespace).
     """
     objects: list[tuple[str, str | None, JsonDict]] = [
-        ("namespaces", None, {"metadata": {"name": namespace}})
+        ("namespaces", None, {"metadata": {"name": namespace, "labels": NAMESPACE_LABELS}})
     ]
     if service_account:
         objects.append(("serviceaccounts", namespace, {"metadata": {"name": SERVICE_ACCOUNT}}))
@@ -95,6 +95,7 @@ async def kube() -> AsyncIterator[LocalKube]:
         bookmark_interval=0.5,
         unauthenticated="anonymous",
         pod_backoff_scale=TEST_SCALE,
+        owner_references_enforcement=True,
     ) as localkube:
         yield localkube
 

@@ -23,6 +23,11 @@ ACCOUNT = "zwmd"
 RBAC_GROUP = "rbac.authorization.k8s.io"
 
 yaml: Any = importlib.import_module("yaml")
+#: The labels of the shipped namespace manifest, so every test namespace runs under its
+#: PodSecurity levels (enforce baseline, warn restricted), as a real install does.
+NAMESPACE_LABELS: dict[str, str] = yaml.safe_load(
+    (ROOT / "contrib" / "kubernetes" / "namespace.yaml").read_text()
+)["metadata"]["labels"]
 
 Rules = list[dict[str, Any]]
 

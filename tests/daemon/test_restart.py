@@ -24,6 +24,7 @@ import pytest
 
 from tests.daemon_process import free_port
 from tests.inprocess import SERVICE_ACCOUNT, K
+from tests.rbac import NAMESPACE_LABELS
 
 PY = sys.executable
 NAMESPACE = "zenml-restart"
@@ -68,7 +69,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     lines = [process.stdout.readline() for _ in range(3)]
     url = lines[0].rsplit(" ", 1)[1].strip()
     for path, body in [
-        ("/api/v1/namespaces", {"metadata": {"name": NAMESPACE}}),
+        ("/api/v1/namespaces", {"metadata": {"name": NAMESPACE, "labels": NAMESPACE_LABELS}}),
         (
             f"/api/v1/namespaces/{NAMESPACE}/serviceaccounts",
             {"metadata": {"name": SERVICE_ACCOUNT}},

@@ -51,6 +51,7 @@ class Cluster:
             kubelet="process",
             unauthenticated="anonymous",
             pod_backoff_scale=TEST_SCALE,
+            owner_references_enforcement=True,
         )
         self._scope = await tg.start(self._serve, kube)
         create_namespace(kube, namespace)

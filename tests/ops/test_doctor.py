@@ -19,7 +19,7 @@ import anyio
 import pytest
 
 from tests.daemon_process import free_port
-from tests.rbac import Rules, shipped_rules, without, zwmd_kubeconfig
+from tests.rbac import NAMESPACE_LABELS, Rules, shipped_rules, without, zwmd_kubeconfig
 from zwmd.daemon.doctor import PERMISSIONS
 from zwmd.localkube import LocalKube
 
@@ -79,7 +79,7 @@ async def doctor(env: dict[str, str]) -> tuple[int, dict[str, tuple[str, str]], 
 
 def namespace_with(kube: LocalKube, *, service_account: bool) -> str:
     name = f"doc-{uuid.uuid4().hex[:8]}"
-    kube.store.create("namespaces", None, {"metadata": {"name": name}})
+    kube.store.create("namespaces", None, {"metadata": {"name": name, "labels": NAMESPACE_LABELS}})
     if service_account:
         kube.store.create("serviceaccounts", name, {"metadata": {"name": "zenml-runner"}})
     return name
@@ -109,7 +109,7 @@ async def test_a_good_set_up_passes_every_check(kube: LocalKube, tmp_path: Path)
         "skip",
         f"{namespace}: not checked (zwmd may not read Namespaces, nor needs to)",
     )
-    assert rows["permissions"][1].startswith("16 verbs allowed")
+    assert rows["permissions"][1].startswith("18 verbs allowed")
     assert "fix" not in output
 
 

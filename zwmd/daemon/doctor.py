@@ -57,8 +57,9 @@ PERMISSIONS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     ("batch", "jobs", ("create", "get", "list", "watch", "patch", "delete")),
     ("", "pods", ("list", "watch")),
     ("", "pods/log", ("get",)),
-    ("", "secrets", ("create", "get", "update")),
-    ("", "configmaps", ("create", "update")),
+    # delete: asked by OwnerReferencesPermissionEnforcement of what zwmd sets owners on
+    ("", "secrets", ("create", "get", "update", "delete")),
+    ("", "configmaps", ("create", "update", "delete")),
     ("", "events", ("list",)),
     ("", "serviceaccounts", ("get",)),
 )

@@ -80,6 +80,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help=f"the Kubernetes release to behave as ({OLDEST} to {NEWEST}; default {NEWEST})",
     )
     parser.add_argument(
+        "--owner-references-enforcement",
+        action="store_true",
+        help="run the OwnerReferencesPermissionEnforcement admission plugin (off by default, "
+        "as in kube-apiserver): setting ownerReferences needs delete on the object, "
+        "blockOwnerDeletion needs update on the owner's finalizers",
+    )
+    parser.add_argument(
         "--bookmark-interval", type=float, default=5.0, help="seconds between watch bookmarks"
     )
 
@@ -102,6 +109,7 @@ async def _serve(args: argparse.Namespace) -> None:
         gc_delay=args.gc_delay,
         kubernetes_version=args.kubernetes_version,
         pod_backoff_scale=args.pod_backoff_scale,
+        owner_references_enforcement=args.owner_references_enforcement,
     )
     async with anyio.create_task_group() as group:
         await group.start(kube.serve)

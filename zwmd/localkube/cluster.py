@@ -28,6 +28,9 @@ Design notes:
   that retries a pod should not wait minutes; the shared fixtures pass it explicitly.
   ``zwmd localkube`` and ``zwmd serve --local`` run what people use, and default to 1.0,
   upstream's timing. ``kube.job_controller.pod_backoff`` holds each Job's record.
+* Admission: PodSecurity (namespace labels, :mod:`zwmd.localkube.podsecurity`) always;
+  OwnerReferencesPermissionEnforcement (:mod:`zwmd.localkube.ownerrefs`) only with
+  ``owner_references_enforcement=True``, as upstream's default plugin list leaves it off.
 * Shutdown closes every watch first, so the HTTP server can stop without waiting on
   long-lived responses.
 """
@@ -86,6 +89,7 @@ class LocalKube:
         pod_backoff_scale: float = TEST_SCALE,
         unauthenticated: str = "admin",
         kubernetes_version: str | KubernetesVersion = NEWEST,
+        owner_references_enforcement: bool = False,
     ) -> None:
         self.host = host
         self.port = port
@@ -111,6 +115,7 @@ class LocalKube:
         )
         self.garbage_collector = GarbageCollector(self.store, delay=gc_delay)
         self._bookmark_interval = bookmark_interval
+        self.owner_references_enforcement = owner_references_enforcement
         self._task_group: anyio.abc.TaskGroup | None = None
 
     @property
@@ -143,6 +148,7 @@ class LocalKube:
             bookmark_interval=self._bookmark_interval,
             audit=self.audit,
             authenticator=self.authenticator,
+            owner_references_enforcement=self.owner_references_enforcement,
         )
         runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
         await runner.setup()

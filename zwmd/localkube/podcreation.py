@@ -14,8 +14,11 @@ Design notes:
 * The pod failure backoff (:mod:`zwmd.localkube.podbackoff`) is asked only when a pod is
   missing, as upstream does: a Job that lacks nothing never waits, and one that does
   waits for every pod it lacks, not one at a time.
-* Admission stand-in: localkube has no admission plugins, so the service account check
-  is done here. ``default`` always exists; any other name must be a ServiceAccount in
+* A pod the store refuses (PodSecurity admission in :mod:`zwmd.localkube.podsecurity`,
+  a terminating namespace) becomes a ``FailedCreate`` Event with the apiserver's
+  message, ``Error creating: pods "x" is forbidden: ...``, and another try later; the
+  Job makes no progress meanwhile, as upstream's controller behaves.
+* Admission stand-in: the ServiceAccount admission plugin's check is done here. ``default`` always exists; any other name must be a ServiceAccount in
   the namespace, else a ``FailedCreate`` Event in the apiserver's words and another try
   ``retry_interval`` seconds later (or as soon as the ServiceAccount is created).
 """

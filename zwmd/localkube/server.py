@@ -12,6 +12,11 @@ Design notes:
   historical default that catches clients which forget to ask for Background); the
   answer is ``202`` with the object while finalizers hold it, else the deleted Pod or a
   Success Status.
+* Admission that needs the requester (OwnerReferencesPermissionEnforcement, when on:
+  :mod:`zwmd.localkube.ownerrefs`) is handed to the store's create/replace/patch as a
+  callback, which sees the object after defaulting and validation, as upstream's
+  validating admission does; PodSecurity needs only the namespace and runs in the store,
+  so pods the Job controller creates pass through it too.
 * Pagination: ``continue`` is an opaque token encoding the last key served; items are
   ordered by (namespace, name) as etcd orders its keys.
 * A middleware applies injected faults (latency, 429/500) before any API request, notes
@@ -34,10 +39,11 @@ from zwmd.localkube.audit import AuditEvent, AuditLog
 from zwmd.localkube.authn import Authenticator
 from zwmd.localkube.errors import ApiError, JsonDict, bad_request
 from zwmd.localkube.faults import Faults
+from zwmd.localkube.ownerrefs import OwnerReferencesEnforcement
 from zwmd.localkube.rbac import Attributes, Authorizer, User, forbidden
 from zwmd.localkube.resources import RESOURCES
 from zwmd.localkube.routing import Route, attributes, parse_path, route_for
-from zwmd.localkube.store import Store
+from zwmd.localkube.store import Admit, Store
 from zwmd.localkube.streaming import PodLogSource, query_bool, query_int
 from zwmd.localkube.versions import FieldValidation, warning_header
 
@@ -48,6 +54,8 @@ AUTHENTICATOR: web.AppKey[Authenticator] = web.AppKey("authenticator", Authentic
 AUTHORIZER: web.AppKey[Authorizer] = web.AppKey("authorizer", Authorizer)
 _USER: web.RequestKey[User] = web.RequestKey("user", User)
 POD_LOGS: web.AppKey[Any] = web.AppKey("pod_logs", object)
+#: the OwnerReferencesPermissionEnforcement plugin, None when it is off
+OWNER_REFERENCES: web.AppKey[Any] = web.AppKey("owner_references", object)
 BOOKMARK_INTERVAL: web.AppKey[float] = web.AppKey("bookmark_interval", float)
 _JSON = "application/json"
 _PROTOBUF = "application/vnd.kubernetes.protobuf"
@@ -72,6 +80,19 @@ def written_response(
 
 def field_validation(request: web.Request) -> FieldValidation:
     return FieldValidation.resolve(request.app[STORE].version, request.query.get("fieldValidation"))
+
+
+def admission(request: web.Request, route: Route) -> Admit | None:
+    """The requester's admission of a write (None: no plugin that needs the requester)."""
+    plugin: OwnerReferencesEnforcement | None = request.app[OWNER_REFERENCES]
+    if plugin is None:
+        return None
+    user, resource, namespace = request[_USER], route.resource, route.namespace
+
+    def admit(old: JsonDict | None, new: JsonDict) -> None:
+        plugin.check(user, resource, namespace, old, new)
+
+    return admit
 
 
 def raw_response(body: bytes, status: int = 200) -> web.Response:
@@ -192,15 +213,23 @@ async def handle_object(request: web.Request, store: Store, route: Route) -> web
                 )
             )
         validation = field_validation(request)
-        return written_response(
-            store.replace(resource, namespace, name, body, validation), validation
+        replaced = store.replace(
+            resource, namespace, name, body, validation, admit=admission(request, route)
         )
+        return written_response(replaced, validation)
     if method == "PATCH":
         body = await read_json(request)
         content_type = request.headers.get("Content-Type", "application/merge-patch+json")
         validation = field_validation(request)
         patched = store.patch(
-            resource, namespace, name, body, content_type, status=status_only, validation=validation
+            resource,
+            namespace,
+            name,
+            body,
+            content_type,
+            status=status_only,
+            validation=validation,
+            admit=admission(request, route),
         )
         return written_response(patched, validation)
     if method == "DELETE" and not status_only:
@@ -249,7 +278,9 @@ async def handle_collection(request: web.Request, store: Store, route: Route) ->
         if request.query.get("dryRun"):
             raise bad_request("dryRun is not supported by localkube")
         validation = field_validation(request)
-        created = store.create(route.resource, route.namespace, body, validation)
+        created = store.create(
+            route.resource, route.namespace, body, validation, admit=admission(request, route)
+        )
         return written_response(created, validation, 201)
     raise ApiError(
         405, "MethodNotAllowed", "the server does not allow this method on the requested resource"
@@ -438,6 +469,7 @@ def create_app(
     bookmark_interval: float = 5.0,
     audit: AuditLog | None = None,
     authenticator: Authenticator | None = None,
+    owner_references_enforcement: bool = False,
 ) -> web.Application:
     """The aiohttp application serving ``store``."""
     app = web.Application(middlewares=[api_errors], client_max_size=64 * 1024 * 1024)
@@ -446,6 +478,9 @@ def create_app(
     app[AUDIT] = audit or AuditLog()
     app[AUTHENTICATOR] = authenticator or Authenticator(store)
     app[AUTHORIZER] = Authorizer(store)
+    app[OWNER_REFERENCES] = (
+        OwnerReferencesEnforcement(app[AUTHORIZER]) if owner_references_enforcement else None
+    )
     app[POD_LOGS] = pod_logs
     app[BOOKMARK_INTERVAL] = bookmark_interval
     app.add_routes(faults.routes(faults_))

@@ -30,7 +30,7 @@ from typing import Any
 
 import orjson
 
-from zwmd.localkube import errors
+from zwmd.localkube import errors, podsecurity
 from zwmd.localkube.admission import (
     RESOURCES,
     ResourceType,
@@ -48,6 +48,8 @@ from zwmd.localkube.watching import History, WatchEvent, WatchStream
 __all__ = ["ApiError", "Listener", "Page", "Store"]
 
 Listener = Callable[[str, str, JsonDict, JsonDict | None], None]
+#: A requester's admission of a write: (stored object or None, object to store); raises.
+Admit = Callable[[JsonDict | None, JsonDict], None]
 _Key = tuple[str, str]
 _GENERATE_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
 
@@ -283,9 +285,10 @@ class Store(Deletion):
         namespace: str | None,
         obj: JsonDict,
         validation: FieldValidation | None = None,
+        admit: Admit | None = None,
     ) -> JsonDict:
         """POST: fields the release does not serve are dropped as ``validation`` says
-        (silently when None)."""
+        (silently when None); ``admit`` (the requester's admission) sees the object last."""
         kind = self._type(resource)
         obj = copy_object(obj)
         metadata = obj.setdefault("metadata", {})
@@ -334,9 +337,15 @@ class Store(Deletion):
             metadata.pop(transient, None)
         if kind.generation:
             metadata["generation"] = 1
-        self._validation(validation).drop(resource, obj)
+        validation = self._validation(validation)
+        validation.drop(resource, obj)
         default(resource, obj, self.version)
         validate(resource, obj)
+        if resource in ("pods", "jobs") and namespace is not None:
+            holder = self._objects["namespaces"][("", namespace)][0]
+            validation.warnings += podsecurity.admit(holder, resource, name, obj)
+        if admit is not None:
+            admit(None, obj)
         created = self._commit("ADDED", resource, key, obj, None)
         if resource == "namespaces":
             self.create("serviceaccounts", name, {"metadata": {"name": "default"}})
@@ -356,6 +365,7 @@ class Store(Deletion):
         *,
         status_only: bool,
         validation: FieldValidation | None = None,
+        admit: Admit | None = None,
     ) -> JsonDict:
         kind = self._type(resource)
         current, _ = self._stored(resource, namespace, name)
@@ -393,6 +403,8 @@ class Store(Deletion):
                 metadata["generation"] = current["metadata"].get("generation", 1) + 1
             validate(resource, updated)
             validate_update(resource, current, updated)
+        if admit is not None:
+            admit(current, updated)
         updated["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"]
         if updated == current:
             return copy_object(current)  # a no-op update does not bump the resourceVersion
@@ -408,10 +420,11 @@ class Store(Deletion):
         name: str,
         obj: JsonDict,
         validation: FieldValidation | None = None,
+        admit: Admit | None = None,
     ) -> JsonDict:
         """PUT: 409 Conflict when ``metadata.resourceVersion`` is set and stale."""
         return self._update(
-            resource, namespace, name, obj, status_only=False, validation=validation
+            resource, namespace, name, obj, status_only=False, validation=validation, admit=admit
         )
 
     def patch(
@@ -424,12 +437,19 @@ class Store(Deletion):
         *,
         status: bool = False,
         validation: FieldValidation | None = None,
+        admit: Admit | None = None,
     ) -> JsonDict:
         """PATCH the object (or only its ``.status`` when ``status``)."""
         current, _ = self._stored(resource, namespace, name)
         patched = apply_patch(copy_object(current), patch, content_type)
         return self._update(
-            resource, namespace, name, patched, status_only=status, validation=validation
+            resource,
+            namespace,
+            name,
+            patched,
+            status_only=status,
+            validation=validation,
+            admit=admit,
         )
 
     def update_status(
