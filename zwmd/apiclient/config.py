@@ -8,7 +8,9 @@ from dataclasses import dataclass
 
 from zwmd.apiclient.answers import ZwmdError
 
-DEFAULT_URL = "http://127.0.0.1:8390"
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8390
+DEFAULT_URL = f"http://{DEFAULT_HOST}:{DEFAULT_PORT}"
 DEFAULT_TIMEOUT_SECONDS = 30.0
 DEFAULT_RETRY_SECONDS = 30.0
 
@@ -26,14 +28,15 @@ class ClientConfig:
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> ClientConfig:
-        """Read ``ZWMD_URL`` (``unix:/path`` allowed), ``ZWMD_API_SOCKET``,
+        """Read ``ZWMD_URL`` (``unix:/path`` allowed; unset: ``http://ZWMD_API_HOST:ZWMD_API_PORT``,
+        the daemon's own listen settings, 127.0.0.1 and 8390 by default), ``ZWMD_API_SOCKET``,
         ``ZWMD_API_TOKEN``, ``ZWMD_API_TOKEN_FILE``, ``ZWMD_CLIENT_TIMEOUT`` and
         ``ZWMD_CLIENT_RETRY_SECONDS``.
 
         A socket, when given, wins over the URL: it needs no token.
         """
         env = os.environ if environ is None else environ
-        url = env.get("ZWMD_URL") or DEFAULT_URL
+        url = env.get("ZWMD_URL") or _listen_url(env)
         socket = env.get("ZWMD_API_SOCKET") or None
         if url.startswith("unix:"):
             socket = socket or url.removeprefix("unix:").removeprefix("//")
@@ -65,6 +68,17 @@ class ClientConfig:
                     f"cannot read ZWMD_API_TOKEN_FILE {self.token_file}: {exc}"
                 ) from exc
         return None
+
+
+def _listen_url(env: Mapping[str, str]) -> str:
+    """The daemon's ``ZWMD_API_HOST``/``ZWMD_API_PORT``, as the client reaches them."""
+    host = env.get("ZWMD_API_HOST") or DEFAULT_HOST
+    if host in ("0.0.0.0", "::", ""):  # listening everywhere: reach it on loopback
+        host = DEFAULT_HOST
+    port = env.get("ZWMD_API_PORT") or str(DEFAULT_PORT)
+    if not port.isdigit():
+        raise ZwmdError(f"ZWMD_API_PORT must be a port number, not {port!r}")
+    return f"http://{f'[{host}]' if ':' in host else host}:{port}"
 
 
 def _seconds(env: Mapping[str, str], name: str, default: float) -> float:

@@ -20,6 +20,11 @@ Checks, in order (a check that depends on a failed one is skipped):
    credentials the daemon would use (:class:`zwmd.images.credentials.CredentialSource`);
 7. the log store is writable: one record appended under a fixed doctor id, read back.
 
+With ``--local`` it checks the cluster of a running ``zwmd serve --local``: the settings
+are judged as ``serve --local`` judges them, and the cluster is reached through the
+kubeconfig that daemon writes to ``ZWMD_STATE_DIR/localkube.kubeconfig`` (the local
+cluster lives inside that daemon, so without one running there is nothing to check).
+
 Design notes: nothing here writes to Kubernetes except the access reviews, which change
 nothing; the log store gets one small record for the id :data:`DOCTOR_ID`.
 """
@@ -36,6 +41,7 @@ from typing import Any, TextIO
 import anyio
 import pluggy
 
+from zwmd.daemon.local import LOCAL_KUBECONFIG
 from zwmd.daemon.starting import Configured, configure
 from zwmd.images.credentials import CredentialSource
 from zwmd.images.registry import RegistryAuthError, RegistryClient
@@ -349,11 +355,13 @@ def render(rows: Sequence[Check]) -> str:
     return "\n".join(lines)
 
 
-def main(*, environ: Mapping[str, str] | None = None, out: TextIO | None = None) -> int:
-    """``zwmd doctor``: print the report, return the exit code."""
+def main(
+    *, environ: Mapping[str, str] | None = None, out: TextIO | None = None, local: bool = False
+) -> int:
+    """``zwmd doctor`` (``--local``: the cluster of ``serve --local``): print the report."""
     out = out or sys.stdout
     try:
-        configured = configure(environ)
+        configured = configure(environ, local=local)
     except SettingsError as exc:
         rows = [Check("FAIL", "configuration", "invalid", "fix each variable below")]
         print(render(rows), file=out)
@@ -362,7 +370,15 @@ def main(*, environ: Mapping[str, str] | None = None, out: TextIO | None = None)
     settings = configured.settings
     rows = [Check("ok", "configuration", f"valid (implementation {settings.implementation})")]
     paths: tuple[Path, ...] = settings.kubeconfig
-    doctor = Doctor(configured, str(paths[0]) if paths else None, rows)
+    kubeconfig = str(paths[0]) if paths else None
+    if local:
+        written = Path(settings.state_dir) / LOCAL_KUBECONFIG
+        if not written.is_file():
+            rows.append(Check("FAIL", "local cluster", f"no {written}", "start zwmd serve --local"))
+            print(render(rows), file=out)
+            return EXIT_FAILED
+        kubeconfig = str(written)
+    doctor = Doctor(configured, kubeconfig, rows)
     anyio.run(doctor.run)
     print(render(rows), file=out)
     return EXIT_FAILED if any(r.status == "FAIL" for r in rows) else 0

@@ -21,6 +21,9 @@ import anyio
 from zwmd.localkube import ApiError, LocalKube
 from zwmd.localkube.podbackoff import UPSTREAM_SCALE
 
+#: where, in ``ZWMD_STATE_DIR``, the running local daemon writes its cluster's kubeconfig
+LOCAL_KUBECONFIG = "localkube.kubeconfig"
+
 
 @contextlib.asynccontextmanager
 async def local_cluster(
@@ -40,5 +43,5 @@ async def local_cluster(
             except ApiError as exc:
                 if exc.code != 409:
                     raise
-        yield kube.write_kubeconfig(state_dir / "localkube.kubeconfig")
+        yield kube.write_kubeconfig(state_dir / LOCAL_KUBECONFIG)
         tg.cancel_scope.cancel()
