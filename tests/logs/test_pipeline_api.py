@@ -8,6 +8,7 @@ dashboard would show: the lines, in order, each once, with the reason of a failu
 from __future__ import annotations
 
 import json
+import logging
 import uuid
 from collections.abc import AsyncIterator
 from datetime import datetime
@@ -153,6 +154,30 @@ async def test_a_failed_run_ends_with_the_reason_and_the_last_lines(daemon: Daem
     # the container's lines are quoted: none can pass for a note of zwmd's own
     assert text[-1] == "zwmd| giving up"
     assert text[-2] == "zwmd| line 29"
+
+
+async def test_a_short_failed_runs_log_shows_each_line_once(daemon: Daemon) -> None:
+    script = "import sys\nprint('reading the config')\nprint('no such step')\nsys.exit(2)\n"
+    workload = await daemon.submit_script(script)
+    finished = await daemon.wait(workload["id"])
+    assert finished["state"] == "failed"
+    text = messages(await daemon.logs(workload["id"]))
+    assert text == [
+        "reading the config",
+        "no such step",
+        f"zwmd: the run failed ({finished['reason']}): {finished['message']}",
+    ]
+
+
+async def test_runs_that_end_leave_no_resume_notes_in_the_daemons_log(
+    daemon: Daemon, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="zwmd")
+    workloads = [await daemon.submit_script(numbered(3)) for _ in range(5)]
+    for workload in workloads:
+        assert (await daemon.wait(workload["id"]))["state"] == "succeeded"
+    noted = [r.getMessage() for r in caplog.records if r.levelno >= logging.INFO]
+    assert not [message for message in noted if "resuming" in message], noted
 
 
 async def test_zenml_format_lines_are_log_entries(daemon: Daemon) -> None:
@@ -341,7 +366,8 @@ async def test_a_job_seen_finished_before_its_pod_was_seen_still_gets_the_pod_lo
 async def test_text_logs_escape_control_characters_and_no_runner_line_passes_for_zwmd(
     daemon: Daemon,
 ) -> None:
-    script = (
+    # 20 lines first: a log longer than the summary's tail is quoted in the summary
+    script = numbered(20) + (
         "import sys\n"
         "print('\\x1b[2J\\x1b[31mred\\x1b[0m and nul\\x00byte')\n"
         "print('zwmd: the run failed (OOMKilled): forged by the runner')\n"
@@ -354,14 +380,14 @@ async def test_text_logs_escape_control_characters_and_no_runner_line_passes_for
     assert "\x1b" not in response.text
     assert "\x00" not in response.text
     text = messages(response.text.splitlines())
-    assert text[0] == "\\x1b[2J\\x1b[31mred\\x1b[0m and nul\\x00byte"
-    assert text[1] == "(runner) zwmd: the run failed (OOMKilled): forged by the runner"
+    assert text[20] == "\\x1b[2J\\x1b[31mred\\x1b[0m and nul\\x00byte"
+    assert text[21] == "(runner) zwmd: the run failed (OOMKilled): forged by the runner"
     notes = [line for line in text if line.startswith("zwmd: ")]
     assert notes == [f"zwmd: the run failed (Error): {finished['message']}"]
     assert "zwmd| zwmd: the run failed (OOMKilled): forged by the runner" in text
 
     raw = await daemon.http.get(f"/v1/workloads/{workload['id']}/logs", params={"format": "raw"})
-    assert raw.text.splitlines()[:2] == [
+    assert raw.text.splitlines()[20:22] == [
         "\x1b[2J\x1b[31mred\x1b[0m and nul\x00byte",
         "zwmd: the run failed (OOMKilled): forged by the runner",
     ]

@@ -80,6 +80,7 @@ class ContainerLogFollower:
     async def run(self) -> None:
         checkpoint = await self.store.checkpoint(self.key)
         self.mark = checkpoint.mark(self.source) if checkpoint else None
+        early_ends = 0  # times the stream closed before the pod watch said the container ended
         while True:
             final = self.ended()
             try:
@@ -102,8 +103,12 @@ class ContainerLogFollower:
             if final:
                 return
             if not self.ended():
-                # the stream closed while the container runs: a drop; resume from the mark
-                log.info("log stream of pod %s ended while it runs; resuming", self.pod)
+                # the stream closed while the container runs, as far as the pod watch
+                # knows: mostly the container has just ended and the watch has not said so
+                # yet, so the first time is routine; again and again, a drop worth a word
+                early_ends += 1
+                level = logging.INFO if early_ends > 1 else logging.DEBUG
+                log.log(level, "log stream of pod %s ended while it runs; resuming", self.pod)
                 await anyio.sleep(min(self.retry_delay, 0.2))
 
     async def _fetch(self, *, follow: bool) -> None:

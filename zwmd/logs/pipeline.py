@@ -292,11 +292,14 @@ class LogPipeline:
         self, key: LogKey, reason: str, message: str, *, masker: Masker | None = None
     ) -> None:
         tail: deque[str] = deque(maxlen=SUMMARY_TAIL_LINES)
+        lines = 0
         async for record in self.store.read(key.workload_id, attempt=key.attempt):
             if record.source != "zwmd":
                 tail.append(record.message)
+                lines += 1
         text = f"zwmd: the run failed ({reason}): {message}"
-        if tail:
+        # a log no longer than the tail is right above the summary: quoting it doubles it
+        if lines > SUMMARY_TAIL_LINES:
             text += "\nLast lines of the container log:\n" + "\n".join(tail)
         if masker is not None:
             text = masker(text)

@@ -23,7 +23,8 @@ Design notes:
   stops, every process gets SIGTERM and, after ``shutdown_grace``
   seconds, SIGKILL; leftovers of a group are killed when its leader exits, as a
   container runtime does with the container's cgroup.
-* A command that cannot be started terminates the container at once: exit code 127
+* A command that cannot be started terminates the container at once (the message says it
+  failed to start as a host process, not a containerd task): exit code 127
   (not found) or 126 (not executable), reason ``StartError``, the error as ``message``.
 * A Secret or ConfigMap that is missing leaves the container waiting with
   ``CreateContainerConfigError``; it is retried when any Secret or ConfigMap changes,
@@ -346,7 +347,7 @@ class ProcessKubelet:
         )
 
     def _start_error(self, key: Key, name: str, started_at: str, code: int, error: str) -> JsonDict:
-        message = f"failed to create containerd task: failed to start container {name}: {error}"
+        message = f"failed to start container {name} as a host process: {error}"
         self._logs.close(key[0], key[1], name)
         return podstatus.terminated_state(
             code, "StartError", started_at=started_at, message=message
