@@ -11,6 +11,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,11 +22,21 @@ import pytest
 from tests.daemon_process import DaemonProcess, start_daemon
 
 PY = sys.executable
+SLEEPER = "print('sleeping', flush=True); import time; time.sleep(300)"
 
 
 @pytest.fixture(scope="module")
 def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DaemonProcess]:
     process = start_daemon(tmp_path_factory.mktemp("zwmd"))
+    yield process
+    process.stop()
+
+
+@pytest.fixture(scope="module")
+def one_slot(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DaemonProcess]:
+    """A daemon that runs one workload at a time: the second one queues."""
+    env = {"ZENML_SERVER_MAX_CONCURRENT_TEMPLATE_RUNS": "1"}
+    process = start_daemon(tmp_path_factory.mktemp("zwmd-one-slot"), env=env)
     yield process
     process.stop()
 
@@ -55,6 +66,40 @@ def _submit(
     argv = ["submit", "--id", wid, "--image", "python:3.11-slim"]
     done = zwmd(daemon, *argv, *(["--wait"] if wait else []), "--", PY, "-c", code)
     return wid, done
+
+
+def _shown(daemon: DaemonProcess, wid: str) -> dict[str, object]:
+    done = zwmd(daemon, "show", wid)
+    assert done.returncode == 0, done.stderr
+    shown: dict[str, object] = json.loads(done.stdout)
+    return shown
+
+
+def _until_running(daemon: DaemonProcess, wid: str) -> None:
+    """Return once ``wid`` runs (a hang guard, not a timed assertion)."""
+    deadline = time.monotonic() + 60
+    while _shown(daemon, wid)["state"] != "running":
+        assert time.monotonic() < deadline, f"{wid} never ran"
+        time.sleep(0.2)
+
+
+def _occupy(daemon: DaemonProcess) -> str:
+    """A workload that runs (for five minutes, unless cancelled) and holds a slot."""
+    wid, done = _submit(daemon, SLEEPER, wait=False)
+    assert done.returncode == 0, done.stderr
+    _until_running(daemon, wid)
+    return wid
+
+
+def _stderr_until(proc: subprocess.Popen[str], text: str) -> list[str]:
+    """The stderr lines of ``proc`` up to the first one that holds ``text``."""
+    assert proc.stderr is not None
+    lines: list[str] = []
+    while not lines or text not in lines[-1]:
+        line = proc.stderr.readline()
+        assert line, f"stderr ended before {text!r}: {lines}"
+        lines.append(line.rstrip("\n"))
+    return lines
 
 
 def test_help_describes_zwmd_and_every_option() -> None:
@@ -158,6 +203,77 @@ def test_ctrl_c_on_submit_wait_is_one_line(daemon: DaemonProcess) -> None:
     assert "Traceback" not in err
     assert err.strip().endswith("zwmd: interrupted")
     zwmd(daemon, "cancel", wid)
+
+
+def test_ctrl_c_on_logs_follow_is_one_line(daemon: DaemonProcess) -> None:
+    wid, _ = _submit(daemon, SLEEPER, wait=False)
+    _until_running(daemon, wid)
+    proc = subprocess.Popen(
+        [PY, "-m", "zwmd", "logs", "-f", wid],
+        env=_env(daemon),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None
+    assert "sleeping" in proc.stdout.readline()  # it is following now
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130
+    assert err.splitlines() == ["zwmd: interrupted"]
+    zwmd(daemon, "cancel", wid)
+
+
+def test_submit_wait_says_where_a_queued_run_stands(one_slot: DaemonProcess) -> None:
+    running = _occupy(one_slot)
+    ahead, _ = _submit(one_slot, "print('ahead')", wait=False)
+    wid = str(uuid.uuid4())
+    argv = [PY, "-m", "zwmd", "submit", "--id", wid, "--image", "x", "--wait"]
+    proc = subprocess.Popen(
+        [*argv, "--", PY, "-c", "print('my turn')"],
+        env=_env(one_slot),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        progress = _stderr_until(proc, "queued")
+        assert progress == [f"submitted {wid}", "queued: 1 ahead of it, 1 of 1 running"]
+        shown = _shown(one_slot, wid)
+        assert (shown["queue_position"], shown["active_runs"]) == (2, 1)
+        assert shown["max_concurrent_runs"] == 1
+        zwmd(one_slot, "cancel", ahead)
+        assert _stderr_until(proc, "queued") == ["queued: next to start, 1 of 1 running"]
+        zwmd(one_slot, "cancel", running)
+        out, err = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, err
+    assert out.startswith(f"workload {wid} succeeded")
+    assert "queue_position" not in _shown(one_slot, wid)
+    assert "my turn" in zwmd(one_slot, "logs", wid).stdout
+
+
+def test_logs_of_a_queued_run_say_so(one_slot: DaemonProcess) -> None:
+    running = _occupy(one_slot)
+    queued, _ = _submit(one_slot, "print('later')", wait=False)
+    done = zwmd(one_slot, "logs", queued)
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.splitlines() == [
+        f"zwmd: workload {queued} is queued: next to start, 1 of 1 running"
+    ]
+    assert "later" not in done.stdout
+    zwmd(one_slot, "cancel", queued)
+    zwmd(one_slot, "cancel", running)
+
+
+def test_submit_needs_no_image_in_local_mode(daemon: DaemonProcess) -> None:
+    wid = str(uuid.uuid4())
+    done = zwmd(daemon, "submit", "--id", wid, "--wait", "--", PY, "-c", "print('no image')")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith(f"workload {wid} succeeded")
+    assert _shown(daemon, wid)["image"] == "local"
+    assert "no image" in zwmd(daemon, "logs", wid).stdout
 
 
 def test_the_client_reaches_the_daemon_by_zwmd_api_port(daemon: DaemonProcess) -> None:

@@ -76,7 +76,11 @@ class RunRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    image: Text = Field(min_length=1, description="the runner image")
+    image: Text = Field(
+        default="",
+        description="the runner image; required unless the daemon runs in local mode "
+        "(zwmd serve --local), where the process kubelet ignores images",
+    )
     command: list[Text] = Field(default_factory=list)
     arguments: list[Text] = Field(default_factory=list)
     environment: dict[Text, Text] = Field(default_factory=dict, description="secret: never shown")
@@ -131,6 +135,15 @@ class Refused(Exception):
         super().__init__(f"{field}: {message}")
         self.status, self.field, self.message = status, field, message
         self.retry_after = retry_after
+
+
+class Invalid(Exception):
+    """A request body that is well formed but that this daemon does not take as it is:
+    422 naming ``field``, shaped like a validation error."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field, self.message = field, message
 
 
 class NotFound(Exception):
@@ -323,6 +336,10 @@ def create_app(ops: Operations, *, token: str | None, limits: ApiLimits | None =
 
     @app.exception_handler(ObjectTooLarge)
     async def too_large_for_kubernetes(_: Request, exc: ObjectTooLarge) -> JSONResponse:
+        return _invalid("body", exc.field, exc.message)
+
+    @app.exception_handler(Invalid)
+    async def invalid_here(_: Request, exc: Invalid) -> JSONResponse:
         return _invalid("body", exc.field, exc.message)
 
     @app.exception_handler(InvalidKey)

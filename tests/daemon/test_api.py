@@ -55,6 +55,18 @@ async def test_a_bad_body_is_422_naming_the_field(
     assert any(field in error["loc"] for error in response.json()["detail"]), response.text
 
 
+async def test_a_run_without_an_image_is_refused_on_a_cluster(daemon: Daemon) -> None:
+    response = await daemon.http.post(
+        f"/v1/workloads/{uuid.uuid4()}/run", json={"command": ["python", "-c", "pass"]}
+    )
+    assert response.status_code == 422
+    (error,) = response.json()["detail"]
+    assert error["loc"] == ["body", "image"]
+    assert "a runner image is required" in error["msg"]
+    assert "zwmd serve --local" in error["msg"]
+    assert daemon.jobs() == [], "nothing reached Kubernetes"
+
+
 async def test_a_workload_id_must_be_a_uuid(daemon: Daemon) -> None:
     response = await daemon.http.post("/v1/workloads/not-a-uuid/run", json={"image": "x"})
     assert response.status_code == 422

@@ -104,6 +104,10 @@ def test_queue_position() -> None:
     workloads = submitted(3)
     workloads[0].state = State.RUNNING
     assert [queue_position(workloads, w.id) for w in workloads] == [None, 1, 2]
+    queue = AdmissionQueue()
+    for workload in reversed(workloads):
+        queue.note(workload)
+    assert queue.positions() == {workloads[1].id: 1, workloads[2].id: 2}
 
 
 def test_a_workload_not_ready_takes_no_slot_and_keeps_its_place() -> None:

@@ -63,7 +63,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     submit = commands.add_parser("submit", help="run a command in a runner Job")
     submit.add_argument("--id", type=uuid.UUID, default=None, help="workload id (default: new)")
-    submit.add_argument("--image", required=True, help="the runner image")
+    submit.add_argument(
+        "--image",
+        default=None,
+        help="the runner image (required unless the daemon is zwmd serve --local, which "
+        "ignores images)",
+    )
     submit.add_argument("--env", action="append", default=[], metavar="K=V", help="environment")
     submit.add_argument("--timeout", type=int, default=0, metavar="S", help="deadline (0: none)")
     submit.add_argument(

@@ -7,7 +7,13 @@ no, 2 for a usage error (an unknown state, an ambiguous id prefix), 130 on Ctrl-
 Id prefixes are resolved here, on the client, from the daemon's list: the daemon's API
 (and so the ZenML adapter's contract, which always sends full UUIDs) is unchanged. An
 argument that is a full id, or matches no id, is sent as it is, so aliases still work.
-Progress and notices go to stderr, so stdout stays what a script parses.
+Progress and notices go to stderr, so stdout stays what a script parses. ``submit
+--wait`` prints a line whenever the state (or a queued run's place in the queue, which
+the daemon reports as ``queue_position``) changes: ``queued: 2 ahead of it, 2 of 2
+running``.
+
+``--image`` may be left out: the daemon judges (``zwmd serve --local`` runs without one,
+a daemon on a cluster refuses with a 422 naming ``image``).
 """
 
 from __future__ import annotations
@@ -102,7 +108,7 @@ def _submit(client: Client, args: argparse.Namespace) -> int:
     if argv[:1] == ["--"]:
         argv = argv[1:]
     if not argv:
-        raise UsageError("the command is missing (zwmd submit --image IMG -- CMD ARGS)")
+        raise UsageError("the command is missing (zwmd submit [--image IMG] -- CMD ARGS)")
     environment = {}
     for item in args.env:
         key, sep, value = item.partition("=")
@@ -110,28 +116,44 @@ def _submit(client: Client, args: argparse.Namespace) -> int:
             raise UsageError(f"--env {item!r} is not K=V")
         environment[key] = value
     workload_id = args.id or uuid.uuid4()
-    workload = client.run(workload_id, args.image, argv[:1], argv[1:], environment, args.timeout)
+    image = args.image or ""  # the daemon judges whether it needs one
+    workload = client.run(workload_id, image, argv[:1], argv[1:], environment, args.timeout)
     if not args.wait:
         print(workload.id)
         return 0
     _note(f"submitted {workload.id}")
     _note(_state(workload))
     while not workload.terminal:
-        before = workload.state
+        before = _state(workload)
         workload = client.wait_terminal(
-            workload.id, until=_left(before), slice_seconds=PROGRESS_SLICE_SECONDS
+            workload.id, until=_changed(before), slice_seconds=PROGRESS_SLICE_SECONDS
         )
-        if workload.state != before and not workload.terminal:
+        if _state(workload) != before and not workload.terminal:
             _note(_state(workload))
     print(workload.describe())
     return 0 if workload.succeeded else EXIT_FAILED
 
 
-def _left(state: str) -> Callable[[Workload], bool]:
-    """Whether a workload has left ``state`` (the progress loop's ``until``)."""
-    return lambda workload: workload.state != state
+def _changed(shown: str) -> Callable[[Workload], bool]:
+    """Whether a workload's progress line is no longer ``shown`` (the loop's ``until``)."""
+    return lambda workload: _state(workload) != shown
 
 
 def _state(workload: Workload) -> str:
-    """``queued``, ``failed: BackoffLimitExceeded``: the state and, when known, why."""
+    """``queued: 2 ahead of it, 2 of 2 running``, ``failed: BackoffLimitExceeded``: the
+    state and, when known, why (for a queued run, its place instead of the message)."""
+    place = _place(workload)
+    if place:
+        return ": ".join(p for p in (workload.state, workload.reason, place) if p)
     return ": ".join(p for p in (workload.state, workload.reason, workload.message) if p)
+
+
+def _place(workload: Workload) -> str | None:
+    """``2 ahead of it, 2 of 2 running`` from a queued run's queue fields, if it has them."""
+    position, active, limit = (
+        workload.raw.get(key) for key in ("queue_position", "active_runs", "max_concurrent_runs")
+    )
+    if not (isinstance(position, int) and isinstance(active, int) and isinstance(limit, int)):
+        return None
+    ahead = "next to start" if position <= 1 else f"{position - 1} ahead of it"
+    return f"{ahead}, {active} of {limit} running"

@@ -19,6 +19,13 @@ Design notes:
   store could hold) is a 404, resolved before the streaming response starts.
 - A run is measured before anything is written for it, pull Secrets included
   (:meth:`~zwmd.engine.runners.Runners.check`).
+- A queued run's JSON also says where it stands (:meth:`DaemonOperations.shown`):
+  ``queue_position`` (1: the next to start), ``active_runs`` and
+  ``max_concurrent_runs`` (the slots of ``ZENML_SERVER_MAX_CONCURRENT_TEMPLATE_RUNS``).
+  Only added fields, only while it is queued: what the ZenML adapter reads is unchanged.
+- A run needs an image on a cluster, whose kubelets pull it; in local mode the process
+  kubelet ignores images, so a run without one gets :data:`LOCAL_IMAGE`. Elsewhere it is
+  refused, 422 naming ``image``.
 """
 
 from __future__ import annotations
@@ -36,6 +43,7 @@ from zwmd.api import (
     ApiLimits,
     BuildRequest,
     Conflict,
+    Invalid,
     Misconfigured,
     NotFound,
     Refused,
@@ -63,6 +71,8 @@ from zwmd.states import State
 log = logging.getLogger(__name__)
 
 ZWMD_SOURCE = "zwmd"
+#: the image of a run sent without one, in local mode (the process kubelet ignores it)
+LOCAL_IMAGE = "local"
 #: how long a log read waits for an ended run's last lines (under the client's 30 s)
 LOG_SETTLE_SECONDS = 20.0
 #: ``format=``: ZenML's LogEntry lines; text with control characters escaped; as stored.
@@ -162,6 +172,22 @@ class DaemonOperations:
         except RecordError:
             return None
 
+    def shown(self, workload: Workload, positions: dict[str, int] | None = None) -> dict[str, Any]:
+        """``workload.to_api()``, with its place in the queue while it is queued.
+
+        :param positions: :meth:`AdmissionQueue.positions`, when many are shown at once.
+        """
+        body = workload.to_api()
+        if workload.state is not State.QUEUED or workload.kind != naming.KIND_RUNNER:
+            return body
+        queue = self.registry.queue
+        position = queue.position(workload.id) if positions is None else positions.get(workload.id)
+        if position is not None:
+            body["queue_position"] = position
+            body["active_runs"] = queue.active
+            body["max_concurrent_runs"] = self.runners.admission.max_active
+        return body
+
     def _find(self, id_or_alias: str) -> Workload:
         known = self._known(self.registry.id_of(id_or_alias))
         if known is None:
@@ -177,8 +203,9 @@ class DaemonOperations:
         retried = request_key and known is not None and known.request_key == request_key
         if retried and known is not None and known.is_terminal:
             return known.to_api(), False  # a retry whose first try ran: not a new attempt
+        image = request.image or self._default_image()
         spec = RunSpec(
-            image=request.image,
+            image=image,
             command=tuple(request.command),
             arguments=tuple(request.arguments),
             environment=dict(request.environment),
@@ -188,9 +215,9 @@ class DaemonOperations:
         self.runners.check(self.policy, workload_id, spec, attempt=attempt)
         policy = self.policy
         try:
-            pulls = await self.images.pull_secrets(request.image)
+            pulls = await self.images.pull_secrets(image)
         except Exception as exc:  # the pull may need none; Kubernetes will say if it did
-            log.warning("pull credentials for %s: %s", request.image, exc)
+            log.warning("pull credentials for %s: %s", image, exc)
             pulls = []
         if pulls:
             policy = replace(policy, image_pull_secrets=(*policy.image_pull_secrets, *pulls))
@@ -206,7 +233,17 @@ class DaemonOperations:
         if created:
             # counted as created (queued), though admission may have moved it on already
             self.metrics.transition(None, State.QUEUED.value)
-        return workload.to_api(), created
+        return self.shown(workload), created
+
+    def _default_image(self) -> str:
+        """The image of a run sent without one: :data:`LOCAL_IMAGE`, in local mode only."""
+        if self.images.config.local:
+            return LOCAL_IMAGE
+        raise Invalid(
+            "image",
+            "a runner image is required: the cluster's kubelets pull it (only "
+            "zwmd serve --local, whose pods are host processes, runs without one)",
+        )
 
     async def build(self, workload_id: str, request: BuildRequest) -> dict[str, Any]:
         self._check_following()
@@ -227,7 +264,7 @@ class DaemonOperations:
         return built.to_api()
 
     def get(self, id_or_alias: str) -> dict[str, Any]:
-        return self._find(id_or_alias).to_api()
+        return self.shown(self._find(id_or_alias))
 
     def list(self, state: str | None) -> list[dict[str, Any]]:
         if state is not None and state not in {s.value for s in State}:
@@ -245,7 +282,8 @@ class DaemonOperations:
                 if known is not None:
                     items[wid] = known
         ordered = sorted(items.values(), key=lambda w: (w.submitted_at, w.id))
-        return [w.to_api() for w in ordered if state is None or w.state == state]
+        positions = self.registry.queue.positions()
+        return [self.shown(w, positions) for w in ordered if state is None or w.state == state]
 
     def workload_states(self) -> builtins.list[str]:
         """The state of every workload this daemon answers for (the metrics' gauge).
@@ -271,10 +309,10 @@ class DaemonOperations:
     async def wait(self, id_or_alias: str, timeout: float) -> dict[str, Any]:
         entry = self.registry.resolve(id_or_alias)
         if entry is None:
-            return self._find(id_or_alias).to_api()
+            return self.shown(self._find(id_or_alias))
         with anyio.move_on_after(timeout):
             await entry.finished.wait()
-        return entry.workload.to_api()
+        return self.shown(entry.workload)
 
     async def cancel(self, id_or_alias: str) -> dict[str, Any] | None:
         """Cancel; None once done, or the workload while its cancel is still under way."""

@@ -109,10 +109,12 @@ class AdmissionQueue:
     def position(self, workload_id: str) -> int | None:
         """1 for the next queued workload to start, 2 for the one after...; None if the
         workload is not queued. (O(n log n): for the API, not for the hot path.)"""
-        if workload_id not in self._queued:
-            return None
+        return self.positions().get(workload_id) if workload_id in self._queued else None
+
+    def positions(self) -> dict[str, int]:
+        """Every queued workload's :meth:`position`, by id (one sort for a whole list)."""
         order = sorted((w.submitted_at, w.id) for w in self._queued.values())
-        return 1 + [wid for _, wid in order].index(workload_id)
+        return {wid: index for index, (_, wid) in enumerate(order, start=1)}
 
 
 def _queue_of(workloads: Iterable[Workload]) -> AdmissionQueue:
