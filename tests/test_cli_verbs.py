@@ -18,6 +18,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
+import yaml
 
 from tests.daemon_process import DaemonProcess, start_daemon
 
@@ -138,6 +139,9 @@ def test_ls_is_a_table_with_short_ids_and_outputs(daemon: DaemonProcess) -> None
     assert wid in zwmd(daemon, "ls", "-o", "name").stdout.splitlines()
     assert wid in zwmd(daemon, "ls", "-o", "wide", "--state", "succeeded").stdout
     assert json.loads(zwmd(daemon, "show", wid[:8]).stdout)["id"] == wid
+    assert wid in [w["id"] for w in yaml.safe_load(zwmd(daemon, "ls", "-o", "yaml").stdout)]
+    shown = yaml.safe_load(zwmd(daemon, "show", wid[:8], "-o", "yaml").stdout)
+    assert (shown["id"], shown["state"]) == (wid, "succeeded")
 
 
 def test_ls_with_an_unknown_state_is_a_usage_error(daemon: DaemonProcess) -> None:

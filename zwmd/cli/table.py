@@ -1,9 +1,10 @@
-"""How the client verbs print workloads: a table (``ls``), ``-o json|wide|name``.
+"""How the client verbs print workloads: a table (``ls``), ``-o json|yaml|wide|name``.
 
 Ids are shown short (8 characters, as docker does) in the table; ``wide`` adds the full
 id, kind, attempt and message, ``name`` prints one full id a line (for scripts). Ages and
-durations are rounded to kubectl's units (``45s``, ``3m``, ``2h``, ``4d``). YAML is not
-offered: PyYAML is no dependency of zwmd.
+durations are rounded to kubectl's units (``45s``, ``3m``, ``2h``, ``4d``). ``json`` and
+``yaml`` give the daemon's own objects, unchanged (kubernetes-asyncio already needs
+PyYAML, so it costs zwmd nothing more).
 """
 
 from __future__ import annotations
@@ -12,9 +13,11 @@ import json
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
+import yaml
+
 from zwmd.apiclient import Workload
 
-OUTPUTS = ("table", "json", "wide", "name")
+OUTPUTS = ("table", "json", "yaml", "wide", "name")
 SHORT_ID = 8
 
 
@@ -76,6 +79,8 @@ def render(workloads: Sequence[Workload], output: str, now: datetime | None = No
     """The text ``ls`` (or ``show``, with one workload) prints for ``-o output``."""
     if output == "json":
         return json.dumps([dict(w.raw) for w in workloads], indent=2)
+    if output == "yaml":
+        return yaml.safe_dump([dict(w.raw) for w in workloads], sort_keys=False).rstrip()
     if output == "name":
         return "\n".join(w.id for w in workloads)
     rows = _rows(workloads, output == "wide", now or datetime.now(UTC))
@@ -90,4 +95,6 @@ def render_one(workload: Workload, output: str) -> str:
     """``show``: the daemon's JSON object by default, else as ``ls`` prints it."""
     if output in ("table", "json"):
         return json.dumps(dict(workload.raw), indent=2)
+    if output == "yaml":
+        return yaml.safe_dump(dict(workload.raw), sort_keys=False).rstrip()
     return render([workload], output)
