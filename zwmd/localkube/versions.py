@@ -38,6 +38,8 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from zwmd.localkube.errors import ApiError, JsonDict
+from zwmd.localkube.resources import RESOURCES
+from zwmd.localkube.schemas import drop_unknown_fields
 
 __all__ = [
     "JOB_FIELDS",
@@ -175,20 +177,24 @@ class FieldValidation:
 
     version: KubernetesVersion
     mode: Mode = "Ignore"
+    #: a PATCH: its strict decoding error does not name the kind
+    patch: bool = False
 
     def __post_init__(self) -> None:
         self.warnings: list[str] = []
 
     @classmethod
-    def resolve(cls, version: KubernetesVersion, asked: str | None) -> FieldValidation:
+    def resolve(
+        cls, version: KubernetesVersion, asked: str | None, *, patch: bool = False
+    ) -> FieldValidation:
         """The mode for a request's ``fieldValidation`` parameter (1.24 ignores it)."""
         if not version.validates_fields:
-            return cls(version, "Ignore")
+            return cls(version, "Ignore", patch)
         if asked is None or asked == "":
-            return cls(version, "Warn")
+            return cls(version, "Warn", patch)
         for mode in _MODES:
             if asked == mode:
-                return cls(version, mode)
+                return cls(version, mode, patch)
         raise ApiError(
             400,
             "BadRequest",
@@ -199,12 +205,15 @@ class FieldValidation:
     def drop(self, resource: str, obj: JsonDict, old: JsonDict | None = None) -> None:
         """Remove, in place, the fields of ``obj`` this release does not serve.
 
-        Raises 400 (``Strict``) for an unknown field; notes a warning (``Warn``).
+        Raises 400 (``Strict``) for an unknown field; notes a warning (``Warn``). The
+        message of a create or update names the kind, as the decoder's error does
+        upstream; a patch's is the strict decoding error alone.
         """
-        if resource != "jobs":
+        kind = RESOURCES.get(resource)
+        if kind is None:
             return
         unknown: list[str] = []
-        for field in JOB_FIELDS:
+        for field in JOB_FIELDS if resource == "jobs" else ():
             state = self.version.field_state(field)
             if state == "enabled" or not _has(obj, field.path):
                 continue
@@ -213,11 +222,18 @@ class FieldValidation:
             _remove(obj, field.path)
             if state == "unknown":
                 unknown.append(field.path)
+        unknown += drop_unknown_fields(kind.kind, obj)
         if not unknown:
             return
         if self.mode == "Strict":
             found = ", ".join(f'unknown field "{path}"' for path in unknown)
-            raise ApiError(400, "BadRequest", f"strict decoding error: {found}")
+            message = f"strict decoding error: {found}"
+            if not self.patch:
+                version = kind.api_version.rpartition("/")[2]
+                message = f'{kind.kind} in version "{version}" cannot be handled as a ' + (
+                    f"{kind.kind}: {message}"
+                )
+            raise ApiError(400, "BadRequest", message)
         if self.mode == "Warn":
             self.warnings += [f'unknown field "{path}"' for path in unknown]
 
