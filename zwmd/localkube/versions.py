@@ -9,7 +9,9 @@ Design notes:
   the release's Go types do not have yet is *unknown*: its decoder drops it, and from
   1.25 (server-side field validation, beta) the request's ``fieldValidation`` decides
   what happens: ``Ignore`` drops it silently, ``Warn`` (the default) drops it with a
-  ``Warning: 299`` header, ``Strict`` refuses the request with 400. 1.24 has no field
+  ``Warning: 299`` header, ``Strict`` refuses the request with 400 (the decoder's
+  message: it names the kind on create and update, not on patch). The same holds for a
+  field no type of :mod:`zwmd.localkube.schemas` declares (a typo). 1.24 has no field
   validation: the parameter is ignored and unknown fields vanish without a word. A field
   the types have but whose feature gate is off by default is *disabled*: the strategy's
   ``dropDisabledFields`` removes it on create, and on update unless the stored object
