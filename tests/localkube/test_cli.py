@@ -186,6 +186,15 @@ def test_kubectl_apply_validates_against_the_served_openapi(
     )
     assert kubectl("get", "job", "typo").returncode == 1  # nothing was created
 
+    # applying to an existing Job is a strategic merge patch: the patch handler's 422
+    changed = kubectl("apply", "-f", _job_manifest(tmp_path, "plain", backofLimit=3))
+    assert changed.returncode == 1
+    assert changed.stderr.startswith('The request is invalid: patch: Invalid value: "map[')
+    assert changed.stderr.strip().endswith(
+        ' spec:map[backofLimit:3 backoffLimit:<nil>]]": '
+        'strict decoding error: unknown field "spec.backofLimit"'
+    )
+
     warned = kubectl("apply", "--validate=warn", "-f", typo)
     assert (warned.returncode, warned.stdout.strip()) == (0, "job.batch/typo created")
     assert warned.stderr.strip() == 'Warning: unknown field "spec.backofLimit"'

@@ -120,9 +120,13 @@ async def test_unknown_nested_fields_are_named_with_their_list_index() -> None:
         'Job in version "v1" cannot be handled as a Job: strict decoding error: '
         'unknown field "spec.template.spec.containers[0].imagePullPolice"'
     )
-    assert refused[0] == 400
-    assert refused[1]["reason"] == "BadRequest"
-    assert refused[1]["message"] == 'strict decoding error: unknown field "spec.backofLimit"'
+    assert refused[0] == 422
+    assert refused[1]["reason"] == "Invalid"
+    assert refused[1]["message"].startswith(' "" is invalid: patch: Invalid value: "{')
+    assert refused[1]["message"].endswith(
+        ': strict decoding error: unknown field "spec.backofLimit"'
+    )
+    assert [cause["field"] for cause in refused[1]["details"]["causes"]] == ["patch"]
     assert warned == (200, ['299 - "unknown field \\"spec.backofLimit\\""'])
 
 

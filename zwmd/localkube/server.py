@@ -79,11 +79,7 @@ def written_response(
 
 
 def field_validation(request: web.Request) -> FieldValidation:
-    return FieldValidation.resolve(
-        request.app[STORE].version,
-        request.query.get("fieldValidation"),
-        patch=request.method == "PATCH",
-    )
+    return FieldValidation.resolve(request.app[STORE].version, request.query.get("fieldValidation"))
 
 
 def admission(request: web.Request, route: Route) -> Admit | None:
@@ -225,6 +221,7 @@ async def handle_object(request: web.Request, store: Store, route: Route) -> web
         body = await read_json(request)
         content_type = request.headers.get("Content-Type", "application/merge-patch+json")
         validation = field_validation(request)
+        validation.patch_type, validation.patch_body = content_type.split(";")[0].strip(), body
         patched = store.patch(
             resource,
             namespace,

@@ -9,8 +9,10 @@ Design notes:
   the release's Go types do not have yet is *unknown*: its decoder drops it, and from
   1.25 (server-side field validation, beta) the request's ``fieldValidation`` decides
   what happens: ``Ignore`` drops it silently, ``Warn`` (the default) drops it with a
-  ``Warning: 299`` header, ``Strict`` refuses the request with 400 (the decoder's
-  message: it names the kind on create and update, not on patch). The same holds for a
+  ``Warning: 299`` header, ``Strict`` refuses the request: 400 on create and update
+  (the decoder's error, naming the kind), 422 ``Invalid`` on the field ``patch`` for a
+  patch (whose value is the strategic merge patch as Go prints it, or the patched
+  object's JSON for a merge or JSON patch: key order may differ from Go's). The same holds for a
   field no type of :mod:`zwmd.localkube.schemas` declares (a typo). 1.24 has no field
   validation: the parameter is ignored and unknown fields vanish without a word. A field
   the types have but whose feature gate is off by default is *disabled*: the strategy's
@@ -39,7 +41,9 @@ import re
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from zwmd.localkube.errors import ApiError, JsonDict
+import orjson
+
+from zwmd.localkube.errors import ApiError, JsonDict, bad_request
 from zwmd.localkube.resources import RESOURCES
 from zwmd.localkube.schemas import drop_unknown_fields
 
@@ -179,24 +183,23 @@ class FieldValidation:
 
     version: KubernetesVersion
     mode: Mode = "Ignore"
-    #: a PATCH: its strict decoding error does not name the kind
-    patch: bool = False
+    #: a PATCH's Content-Type and body: its strict decoding error is a 422 on ``patch``
+    patch_type: str | None = None
+    patch_body: Any = None
 
     def __post_init__(self) -> None:
         self.warnings: list[str] = []
 
     @classmethod
-    def resolve(
-        cls, version: KubernetesVersion, asked: str | None, *, patch: bool = False
-    ) -> FieldValidation:
+    def resolve(cls, version: KubernetesVersion, asked: str | None) -> FieldValidation:
         """The mode for a request's ``fieldValidation`` parameter (1.24 ignores it)."""
         if not version.validates_fields:
-            return cls(version, "Ignore", patch)
+            return cls(version, "Ignore")
         if asked is None or asked == "":
-            return cls(version, "Warn", patch)
+            return cls(version, "Warn")
         for mode in _MODES:
             if asked == mode:
-                return cls(version, mode, patch)
+                return cls(version, mode)
         raise ApiError(
             400,
             "BadRequest",
@@ -207,13 +210,14 @@ class FieldValidation:
     def drop(self, resource: str, obj: JsonDict, old: JsonDict | None = None) -> None:
         """Remove, in place, the fields of ``obj`` this release does not serve.
 
-        Raises 400 (``Strict``) for an unknown field; notes a warning (``Warn``). The
-        message of a create or update names the kind, as the decoder's error does
-        upstream; a patch's is the strict decoding error alone.
+        Refuses an unknown field (``Strict``): 400 naming the kind on create and update,
+        as the decoder's error is worded upstream, 422 on ``patch`` for a patch, as the
+        patch handler words it; notes a warning (``Warn``).
         """
         kind = RESOURCES.get(resource)
         if kind is None:
             return
+        patched = orjson.dumps(obj).decode() if self.patch_type is not None else ""
         unknown: list[str] = []
         for field in JOB_FIELDS if resource == "jobs" else ():
             state = self.version.field_state(field)
@@ -230,14 +234,41 @@ class FieldValidation:
         if self.mode == "Strict":
             found = ", ".join(f'unknown field "{path}"' for path in unknown)
             message = f"strict decoding error: {found}"
-            if not self.patch:
+            if self.patch_type is None:  # the decoder's error, as transformDecodeError words it
                 version = kind.api_version.rpartition("/")[2]
-                message = f'{kind.kind} in version "{version}" cannot be handled as a ' + (
+                raise bad_request(
+                    f'{kind.kind} in version "{version}" cannot be handled as a '
                     f"{kind.kind}: {message}"
                 )
-            raise ApiError(400, "BadRequest", message)
+            raise self._patch_error(patched, message)
         if self.mode == "Warn":
             self.warnings += [f'unknown field "{path}"' for path in unknown]
+
+    def _patch_error(self, patched: str, message: str) -> ApiError:
+        """A patch's strict decoding error: 422 on the field ``patch``, whose value is the
+        strategic merge patch as Go prints a map, or else the patched object's JSON."""
+        strategic = self.patch_type == "application/strategic-merge-patch+json"
+        value = _go_value(self.patch_body) if strategic else patched
+        detail = f"Invalid value: {orjson.dumps(value).decode()}: {message}"
+        return ApiError(
+            422,
+            "Invalid",
+            f' "" is invalid: patch: {detail}',
+            causes=[{"reason": "FieldValueInvalid", "message": detail, "field": "patch"}],
+        )
+
+
+def _go_value(value: Any) -> str:
+    """``value`` as Go's ``%+v`` prints a decoded JSON value (maps with sorted keys)."""
+    if isinstance(value, dict):
+        return "map[" + " ".join(f"{k}:{_go_value(value[k])}" for k in sorted(value)) + "]"
+    if isinstance(value, list):
+        return "[" + " ".join(_go_value(item) for item in value) + "]"
+    if value is None:
+        return "<nil>"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
 
 
 def _has(obj: Any, path: str) -> bool:
