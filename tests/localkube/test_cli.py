@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -120,10 +121,7 @@ def test_kubectl_runs_a_job_and_prints_its_columns(
         "spec": {"template": {"spec": pod_spec}},
     }
     manifest.write_text(json.dumps(job))
-    # localkube serves no /openapi yet, so client-side validation is off
-    assert kubectl_run("apply", "--validate=false", "-f", str(manifest)).strip() == (
-        "job.batch/greet created"
-    )
+    assert kubectl_run("apply", "-f", str(manifest)).strip() == ("job.batch/greet created")
     kubectl_run("wait", "--for=condition=complete", "job/greet", "--timeout=50s")
     header, row = kubectl_run("get", "jobs").splitlines()
     assert header.split() == ["NAME", "STATUS", "COMPLETIONS", "DURATION", "AGE"]
@@ -135,6 +133,82 @@ def test_kubectl_runs_a_job_and_prints_its_columns(
     kubectl_run("delete", "job", "greet", "--wait=false")
     kubectl_run("wait", "--for=delete", "job/greet", "--timeout=50s")
     assert kubectl_run("get", "namespaces").splitlines()[0].split() == ["NAME", "STATUS", "AGE"]
+
+
+Kubectl = Callable[..., "subprocess.CompletedProcess[str]"]
+
+
+@pytest.fixture
+def kubectl(localkube_process: tuple[str, Path]) -> Kubectl:
+    """Run the real kubectl against the localkube process (its outcome, not checked)."""
+    binary = shutil.which("kubectl")
+    if binary is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail("kubectl is missing (apt-get install kubernetes-client)")
+        pytest.skip("kubectl is not installed")
+    env = {**os.environ, "KUBECONFIG": str(localkube_process[1])}
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([binary, *args], env=env, capture_output=True, text=True, timeout=60)
+
+    return run
+
+
+def _job_manifest(tmp_path: Path, name: str, **spec: object) -> str:
+    container = {"name": "main", "image": "ignored", "command": ["/bin/true"]}
+    job = {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {"name": name},
+        "spec": {
+            **spec,
+            "template": {"spec": {"restartPolicy": "Never", "containers": [container]}},
+        },
+    }
+    manifest = tmp_path / f"{name}.json"
+    manifest.write_text(json.dumps(job))
+    return str(manifest)
+
+
+def test_kubectl_apply_validates_against_the_served_openapi(
+    kubectl: Kubectl, tmp_path: Path
+) -> None:
+    done = kubectl("apply", "-f", _job_manifest(tmp_path, "plain", backoffLimit=2))
+    assert (done.returncode, done.stdout.strip()) == (0, "job.batch/plain created")
+    assert done.stderr == ""
+
+    typo = _job_manifest(tmp_path, "typo", backofLimit=2)
+    strict = kubectl("apply", "--validate=strict", "-f", typo)
+    assert strict.returncode == 1
+    assert strict.stderr.strip() == (
+        f'Error from server (BadRequest): error when creating "{typo}": Job in version "v1" '
+        'cannot be handled as a Job: strict decoding error: unknown field "spec.backofLimit"'
+    )
+    assert kubectl("get", "job", "typo").returncode == 1  # nothing was created
+
+    # applying to an existing Job is a strategic merge patch: the patch handler's 422
+    changed = kubectl("apply", "-f", _job_manifest(tmp_path, "plain", backofLimit=3))
+    assert changed.returncode == 1
+    assert changed.stderr.startswith('The request is invalid: patch: Invalid value: "map[')
+    assert changed.stderr.strip().endswith(
+        ' spec:map[backofLimit:3 backoffLimit:<nil>]]": '
+        'strict decoding error: unknown field "spec.backofLimit"'
+    )
+
+    warned = kubectl("apply", "--validate=warn", "-f", typo)
+    assert (warned.returncode, warned.stdout.strip()) == (0, "job.batch/typo created")
+    assert warned.stderr.strip() == 'Warning: unknown field "spec.backofLimit"'
+
+
+def test_kubectl_explain_reads_the_served_schemas(kubectl: Kubectl) -> None:
+    job = kubectl("explain", "job")
+    assert job.returncode == 0, job.stderr
+    fields = [line.split()[0] for line in job.stdout.splitlines() if re.match(r"  \S", line)]
+    assert fields == ["apiVersion", "kind", "metadata", "spec", "status"]
+    limit = kubectl("explain", "job.spec.backoffLimit")
+    assert limit.returncode == 0, limit.stderr
+    assert "FIELD: backoffLimit <integer>" in limit.stdout
+    assert "Pod failures tolerated before the Job fails." in limit.stdout
 
 
 def test_the_garbage_collector_delay_is_a_flag() -> None:

@@ -97,8 +97,9 @@ async def test_an_unknown_field_is_dropped_with_a_warning_from_1_25() -> None:
     assert "podReplacementPolicy" not in created["spec"]
     assert warnings == ['299 - "unknown field \\"spec.podReplacementPolicy\\""']
     assert strict[0] == 400
-    assert (
-        strict[1]["message"] == 'strict decoding error: unknown field "spec.podReplacementPolicy"'
+    assert strict[1]["message"] == (
+        'Job in version "v1" cannot be handled as a Job: '
+        'strict decoding error: unknown field "spec.podReplacementPolicy"'
     )
     assert ignored[0] == 201
     assert ignored[2] == []

@@ -34,7 +34,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from zwmd.localkube import discovery, faults, streaming, tables
+from zwmd.localkube import discovery, faults, openapi, streaming, tables
 from zwmd.localkube.audit import AuditEvent, AuditLog
 from zwmd.localkube.authn import Authenticator
 from zwmd.localkube.errors import ApiError, JsonDict, bad_request
@@ -221,6 +221,7 @@ async def handle_object(request: web.Request, store: Store, route: Route) -> web
         body = await read_json(request)
         content_type = request.headers.get("Content-Type", "application/merge-patch+json")
         validation = field_validation(request)
+        validation.patch_type, validation.patch_body = content_type.split(";")[0].strip(), body
         patched = store.patch(
             resource,
             namespace,
@@ -338,6 +339,8 @@ async def discovery_document(
         return json_response(request.app[STORE].version.version_info())
     if path == "/api":
         return json_response(discovery.core_versions(request.host))
+    if path.startswith("/openapi/"):
+        return openapi_document(request, path)
     if path == "/apis":
         return json_response(discovery.group_list())
     if group_version is not None and not rest:
@@ -348,6 +351,16 @@ async def discovery_document(
         document = discovery.group(parts[1])
         return json_response(document) if document else None
     return None
+
+
+def openapi_document(request: web.Request, path: str) -> web.Response | None:
+    version = request.app[STORE].version
+    if path == "/openapi/v2":
+        return raw_response(openapi.swagger(version, request.headers.get("Accept", "")))
+    if path == "/openapi/v3":
+        return json_response(openapi.discovery(version))
+    document = openapi.group_version_document(version, path.removeprefix("/openapi/v3/"))
+    return raw_response(document) if document is not None else None
 
 
 async def dispatch(request: web.Request) -> web.StreamResponse:

@@ -9,7 +9,11 @@ Design notes:
   the release's Go types do not have yet is *unknown*: its decoder drops it, and from
   1.25 (server-side field validation, beta) the request's ``fieldValidation`` decides
   what happens: ``Ignore`` drops it silently, ``Warn`` (the default) drops it with a
-  ``Warning: 299`` header, ``Strict`` refuses the request with 400. 1.24 has no field
+  ``Warning: 299`` header, ``Strict`` refuses the request: 400 on create and update
+  (the decoder's error, naming the kind), 422 ``Invalid`` on the field ``patch`` for a
+  patch (whose value is the strategic merge patch as Go prints it, or the patched
+  object's JSON for a merge or JSON patch: key order may differ from Go's). The same holds for a
+  field no type of :mod:`zwmd.localkube.schemas` declares (a typo). 1.24 has no field
   validation: the parameter is ignored and unknown fields vanish without a word. A field
   the types have but whose feature gate is off by default is *disabled*: the strategy's
   ``dropDisabledFields`` removes it on create, and on update unless the stored object
@@ -37,7 +41,11 @@ import re
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from zwmd.localkube.errors import ApiError, JsonDict
+import orjson
+
+from zwmd.localkube.errors import ApiError, JsonDict, bad_request
+from zwmd.localkube.resources import RESOURCES
+from zwmd.localkube.schemas import drop_unknown_fields
 
 __all__ = [
     "JOB_FIELDS",
@@ -175,6 +183,9 @@ class FieldValidation:
 
     version: KubernetesVersion
     mode: Mode = "Ignore"
+    #: a PATCH's Content-Type and body: its strict decoding error is a 422 on ``patch``
+    patch_type: str | None = None
+    patch_body: Any = None
 
     def __post_init__(self) -> None:
         self.warnings: list[str] = []
@@ -199,12 +210,16 @@ class FieldValidation:
     def drop(self, resource: str, obj: JsonDict, old: JsonDict | None = None) -> None:
         """Remove, in place, the fields of ``obj`` this release does not serve.
 
-        Raises 400 (``Strict``) for an unknown field; notes a warning (``Warn``).
+        Refuses an unknown field (``Strict``): 400 naming the kind on create and update,
+        as the decoder's error is worded upstream, 422 on ``patch`` for a patch, as the
+        patch handler words it; notes a warning (``Warn``).
         """
-        if resource != "jobs":
+        kind = RESOURCES.get(resource)
+        if kind is None:
             return
+        patched = orjson.dumps(obj).decode() if self.patch_type is not None else ""
         unknown: list[str] = []
-        for field in JOB_FIELDS:
+        for field in JOB_FIELDS if resource == "jobs" else ():
             state = self.version.field_state(field)
             if state == "enabled" or not _has(obj, field.path):
                 continue
@@ -213,13 +228,47 @@ class FieldValidation:
             _remove(obj, field.path)
             if state == "unknown":
                 unknown.append(field.path)
+        unknown += drop_unknown_fields(kind.kind, obj)
         if not unknown:
             return
         if self.mode == "Strict":
             found = ", ".join(f'unknown field "{path}"' for path in unknown)
-            raise ApiError(400, "BadRequest", f"strict decoding error: {found}")
+            message = f"strict decoding error: {found}"
+            if self.patch_type is None:  # the decoder's error, as transformDecodeError words it
+                version = kind.api_version.rpartition("/")[2]
+                raise bad_request(
+                    f'{kind.kind} in version "{version}" cannot be handled as a '
+                    f"{kind.kind}: {message}"
+                )
+            raise self._patch_error(patched, message)
         if self.mode == "Warn":
             self.warnings += [f'unknown field "{path}"' for path in unknown]
+
+    def _patch_error(self, patched: str, message: str) -> ApiError:
+        """A patch's strict decoding error: 422 on the field ``patch``, whose value is the
+        strategic merge patch as Go prints a map, or else the patched object's JSON."""
+        strategic = self.patch_type == "application/strategic-merge-patch+json"
+        value = _go_value(self.patch_body) if strategic else patched
+        detail = f"Invalid value: {orjson.dumps(value).decode()}: {message}"
+        return ApiError(
+            422,
+            "Invalid",
+            f' "" is invalid: patch: {detail}',
+            causes=[{"reason": "FieldValueInvalid", "message": detail, "field": "patch"}],
+        )
+
+
+def _go_value(value: Any) -> str:
+    """``value`` as Go's ``%+v`` prints a decoded JSON value (maps with sorted keys)."""
+    if isinstance(value, dict):
+        return "map[" + " ".join(f"{k}:{_go_value(value[k])}" for k in sorted(value)) + "]"
+    if isinstance(value, list):
+        return "[" + " ".join(_go_value(item) for item in value) + "]"
+    if value is None:
+        return "<nil>"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
 
 
 def _has(obj: Any, path: str) -> bool:
