@@ -127,6 +127,52 @@ async def test_runner_pods_may_run_as_root_when_told(
         assert pod["containers"][0]["securityContext"]["allowPrivilegeEscalation"] is False
 
 
+def enforce_pod_security(kube: LocalKube, namespace: str, level: str) -> None:
+    labels = {"pod-security.kubernetes.io/enforce": level}
+    patch = {"metadata": {"labels": labels}}
+    kube.store.patch("namespaces", None, namespace, patch, "application/merge-patch+json")
+
+
+def pods_of(kube: LocalKube, namespace: str, job_name: str) -> list[dict[str, object]]:
+    return kube.store.list("pods", namespace, label_selector=f"job-name={job_name}")[0]
+
+
+async def test_runner_pods_are_admitted_where_restricted_is_enforced(
+    kube: LocalKube, kubeconfig: Path, tmp_path: Path
+) -> None:
+    async with Daemon.running(kube, kubeconfig, tmp_path) as daemon:
+        enforce_pod_security(kube, daemon.namespace, "restricted")
+        workload = await daemon.submit()
+        await until(lambda: bool(pods_of(kube, daemon.namespace, workload["job_name"])))
+
+
+async def test_a_root_runner_is_refused_where_restricted_is_enforced(
+    kube: LocalKube, kubeconfig: Path, tmp_path: Path
+) -> None:
+    """The counter-test: the same namespace refuses the pod of a runner allowed root."""
+    env = {"ZWMD_RUNNER_POD_SECURITY": "baseline"}
+    async with Daemon.running(kube, kubeconfig, tmp_path, env) as daemon:
+        enforce_pod_security(kube, daemon.namespace, "restricted")
+        workload = await daemon.submit()
+        job_name = workload["job_name"]
+
+        def refused() -> bool:
+            events = kube.store.list("events", daemon.namespace)[0]
+            return any(
+                e["involvedObject"]["name"] == job_name
+                and e["reason"] == "FailedCreate"
+                and 'violates PodSecurity "restricted' in e["message"]
+                for e in events
+            )
+
+        await until(refused)
+        assert pods_of(kube, daemon.namespace, job_name) == []
+        # and the run says so: it fails with the admission's words, not silently starting
+        finished = await daemon.wait(workload["id"])
+        assert (finished["state"], finished["reason"]) == ("failed", "CreateFailed")
+        assert 'violates PodSecurity "restricted:latest": runAsNonRoot' in finished["message"]
+
+
 async def test_the_environment_is_only_in_the_secret_the_job_owns(
     kube: LocalKube, kubeconfig: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
